@@ -1,0 +1,205 @@
+"""The versioned result schema: one JSON object per measured (or failed) cell.
+
+Standard library only: images write it, the host runner appends it to ``results.jsonl`` and
+the reports read it back, without NumPy or any framework on the host. Bump
+``SCHEMA_VERSION`` on any incompatible change; ``from_dict`` refuses other versions with a
+clear error instead of rendering half-understood data.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, TypeVar, get_type_hints
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "failed", "skipped"]
+STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of the timed samples, in seconds per batch."""
+
+    n: int
+    mean: float
+    sd: float
+    median: float
+    min: float
+    max: float
+    p90: float | None  # None when there are too few samples for it to mean anything
+    p99: float | None
+    median_ci_low: float  # distribution-free confidence interval for the median
+    median_ci_high: float
+    ci_level: float
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a cell ran: enough to tell two machines (or two images) apart on the page."""
+
+    cpu_model: str
+    cpu_count: int  # logical CPUs of the machine
+    cpus_available: int  # CPUs this process may run on (its affinity / cpuset)
+    cpuset: str
+    memory_bytes: int
+    python: str
+    os: str
+    in_container: bool
+    image_id: str | None = None
+    gpu: str | None = None
+    load_avg_1m: float | None = None  # machine load average when the cell started
+    matmul_peak_gflops: float | None = None  # float32 matmul peak, measured in the same run
+
+
+@dataclass(frozen=True)
+class Result:
+    """One cell: a framework mode running one model on one device."""
+
+    framework: str
+    mode: str
+    model: str
+    device: str
+    status: Status
+    error: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    variant: str | None = None  # catalog variant (set by the runner)
+    backend: str | None = None  # how the runner launched it: "docker", "local", or None
+    version: str | None = None  # the framework's own version string
+    build: dict[str, str] = field(default_factory=dict)  # build facts as the framework states them
+    batch: int = 1
+    input_shape: tuple[int, ...] = ()
+    params: int = 0
+    flops: int = 0  # per image
+    threads: int = 0
+    seed: int = 0
+    first_inference_s: float | None = None
+    warmup_s: tuple[float, ...] = ()
+    samples_s: tuple[float, ...] = ()
+    stats: Stats | None = None
+    throughput_ips: float | None = None  # images per second at the median
+    gflops: float | None = None  # achieved GFLOP/s at the median
+    peak_rss_bytes: int | None = None
+    verified: bool | None = None
+    max_error: float | None = None
+    tolerance: float | None = None
+    other_load: float | None = None  # other processes' CPU use during the timed loop, in CPUs
+    warnings: tuple[str, ...] = ()
+    environment: Environment | None = None
+    started_at: str | None = None  # ISO 8601, UTC
+    finished_at: str | None = None
+
+    @property
+    def cell(self) -> str:
+        """The seed's cell name, e.g. ``torch-eager-vgg16`` (prefixed by the variant if any)."""
+        head = self.variant or self.framework
+        return f"{head}-{self.mode}-{self.model}"
+
+    def summary_line(self) -> str:
+        """The seed's one-line format: ``torch-eager-vgg16 : 0.199012 (sd 0.004211)``."""
+        if self.status != "ok" or self.stats is None:
+            return f"{self.cell} : {self.status} ({self.error})"
+        return f"{self.cell} : {self.stats.mean:.6f} (sd {self.stats.sd:.6f})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """One line of JSON (no newlines inside, so results.jsonl stays one result per line)."""
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Result:
+        """Parse and validate; raises ``ValueError`` with the offending field on bad input."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a result must be a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {version!r} (this code reads {SCHEMA_VERSION})")
+        result = _build(cls, data, "result")
+        if result.status not in STATUSES:
+            raise ValueError(f"result.status must be one of {', '.join(STATUSES)}, got {result.status!r}")
+        return result
+
+    @classmethod
+    def from_json(cls, text: str) -> Result:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+        return cls.from_dict(data)
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            values[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field is missing
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against a type hint and convert JSON lists back to tuples."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if errors else f"{where}: must not be null")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where}: must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: must be a list, got {type(value).__name__}")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
+        return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint in (Stats, Environment):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
+        return _build(hint, value, where)
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}: must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: no converter for {hint!r}")  # a schema bug, not bad input
