@@ -203,3 +203,35 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: must be a string, got {value!r}")
         return value
     raise TypeError(f"{where}: no converter for {hint!r}")  # a schema bug, not bad input
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """``RUN_DIR/run.json``: what the whole run was, written by the runner, read by the reports.
+
+    The cells themselves are the lines of ``RUN_DIR/results.jsonl`` (one ``Result`` each,
+    appended the moment it arrives).
+    """
+
+    run_id: str
+    command: str  # the exact command that reproduces the run
+    backend: str  # "docker" or "local"
+    started_at: str  # ISO 8601, UTC
+    host: Environment
+    schema_version: int = SCHEMA_VERSION
+    finished_at: str | None = None
+    docker_version: str | None = None
+    images: dict[str, str] = field(default_factory=dict)  # variant -> image id
+    settings: dict[str, str] = field(default_factory=dict)  # iterations, min_time, cpuset, memory, timeout, ...
+    matmul_peak_gflops: float | None = None  # this machine's float32 matmul peak, measured in the run
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, allow_nan=False, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunInfo:
+        if not isinstance(data, dict):
+            raise ValueError(f"run.json must be a JSON object, got {type(data).__name__}")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"run.json: unsupported schema_version {data.get('schema_version')!r}")
+        return _build(cls, data, "run")
