@@ -1,0 +1,144 @@
+"""What the machine is, and how busy it is: recorded with every cell.
+
+On 2 cores a timing is only honest on a quiet machine (a 2-thread run was seen 10x slower
+while an image built beside it), so the harness measures the CPU time that *other* processes
+used during its timed loop, from the machine-wide /proc/stat (not namespaced in containers).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from .result import Environment
+
+LOAD_WARNING_CPUS = 0.25  # other processes' average CPU use above which a cell is flagged
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def available_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def format_cpuset(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5' (the cpuset syntax Docker and taskset take)."""
+    parts, start = [], None
+    for i, cpu in enumerate(cpus):
+        if start is None:
+            start = cpu
+        if i + 1 == len(cpus) or cpus[i + 1] != cpu + 1:
+            parts.append(str(start) if start == cpu else f"{start}-{cpu}")
+            start = None
+    return ",".join(parts)
+
+
+def memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def in_container() -> bool:
+    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"):
+        return True
+    try:
+        with open("/proc/1/cgroup", encoding="utf-8") as cgroup:
+            return any(tag in cgroup.read() for tag in ("docker", "containerd", "kubepods"))
+    except OSError:
+        return False
+
+
+def gpu_name() -> str | None:
+    """The NVIDIA GPU's name as nvidia-smi reports it, or None when there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return "; ".join(lines) or None
+
+
+def environment(matmul_peak_gflops: float | None = None) -> Environment:
+    cpus = available_cpus()
+    return Environment(
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count() or len(cpus),
+        cpus_available=len(cpus),
+        cpuset=format_cpuset(cpus),
+        memory_bytes=memory_bytes(),
+        python=platform.python_version(),
+        os=platform.platform(),
+        in_container=in_container(),
+        image_id=os.environ.get("BENCH_IMAGE_ID") or None,
+        gpu=gpu_name(),
+        load_avg_1m=os.getloadavg()[0],
+        matmul_peak_gflops=matmul_peak_gflops,
+    )
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU-seconds all processes on the machine have spent busy (from /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@dataclass
+class LoadMeter:
+    """Measures other processes' average CPU use (in CPUs) between ``start`` and ``stop``."""
+
+    _busy: float | None = None
+    _own: float = 0.0
+    _wall: float = 0.0
+
+    def start(self) -> None:
+        self._busy, self._own, self._wall = _machine_busy_seconds(), _own_cpu_seconds(), time.monotonic()
+
+    def stop(self) -> float | None:
+        busy, own, wall = _machine_busy_seconds(), _own_cpu_seconds(), time.monotonic()
+        if busy is None or self._busy is None or wall <= self._wall:
+            return None
+        other = (busy - self._busy) - (own - self._own)
+        return max(other, 0.0) / (wall - self._wall)

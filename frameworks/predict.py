@@ -1,0 +1,142 @@
+"""``python -m frameworks.predict``: time one cell, or every cell this environment can run.
+
+Thread counts are fixed in the environment before NumPy or any framework is imported (BLAS and
+OpenMP read them once, at load), so every framework in a run gets the same number of threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .backends.registry import DEVICES, FRAMEWORKS, check_mode, get_framework, is_installed
+from .models import MODELS, get_model
+
+if TYPE_CHECKING:
+    from .result import Result
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+class UsageError(Exception):
+    """Bad input: one line on stderr, exit 2."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m frameworks.predict", description="Time one inference cell.")
+    p.add_argument("--framework", help=f"one of: {', '.join(FRAMEWORKS)}")
+    p.add_argument("--model", help=f"one of: {', '.join(MODELS)}")
+    p.add_argument("--mode", help="the framework's execution mode (default: all of its modes with --all, else its first)")
+    p.add_argument("--all", action="store_true", help="every model x mode of every framework importable here "
+                   "(restricted by --framework / --model / --mode when given)")  # fmt: skip
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--iterations", type=int, default=20, help="at least this many timed iterations")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.0, help="and at least this many seconds of timed iterations")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: every CPU available)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and inputs")
+    p.add_argument("--peak", action="store_true", help="also measure the float32 matmul peak (recorded per result)")
+    p.add_argument("--output", default="-", help="'-' for stdout (JSON lines), a .jsonl file to append to, "
+                   "an existing directory for one <cell>.json per cell, or a .json file")  # fmt: skip
+    args = p.parse_args(argv)
+    for name in ("batch", "iterations"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1")
+    if args.warmup < 0 or args.min_time < 0 or args.threads < 0:
+        raise UsageError("--warmup, --min-time and --threads must not be negative")
+    if not args.all and not (args.framework and args.model):
+        raise UsageError("give --framework and --model, or --all")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """The (framework, model, mode) cells to run; unknown names raise ``UsageError``."""
+    try:
+        frameworks = [get_framework(args.framework).name] if args.framework else list(FRAMEWORKS)
+        models = [get_model(args.model).name] if args.model else list(MODELS)
+        if args.mode:
+            for fw in frameworks:
+                check_mode(fw, args.mode)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.all and not args.framework:
+        frameworks = [fw for fw in frameworks if is_installed(fw) and args.device in FRAMEWORKS[fw].devices]
+    if not args.all:
+        mode = args.mode or FRAMEWORKS[frameworks[0]].modes[0]
+        return [(frameworks[0], models[0], mode)]
+    modes = {fw: [args.mode] if args.mode else list(FRAMEWORKS[fw].modes) for fw in frameworks}
+    return [(fw, model, mode) for fw in frameworks for model in models for mode in modes[fw]]
+
+
+def set_thread_env(threads: int) -> int:
+    if threads == 0:
+        threads = len(os.sched_getaffinity(0))
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    return threads
+
+
+def write(result: Result, output: str) -> None:
+    line = result.to_json()
+    if output == "-":
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return
+    path = Path(output)
+    if path.is_dir():
+        path = path / f"{result.cell}.json"
+        path.write_text(line + "\n", encoding="utf-8")
+    elif path.suffix == ".jsonl":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())  # one write: a kill never leaves half a line
+        finally:
+            os.close(fd)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(line + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        cells = plan(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not cells:
+        print(f"error: no framework that runs on {args.device} is installed here", file=sys.stderr)
+        return 2
+    threads = set_thread_env(args.threads)
+    from dataclasses import replace
+
+    from .harness import CudaUnavailable, TimingOptions, run_cell  # imports NumPy: after the thread env
+
+    peak = None
+    if args.peak:
+        from .peak import matmul_peak_gflops
+
+        peak = matmul_peak_gflops()
+    options = TimingOptions(args.device, args.batch, args.iterations, args.warmup, args.min_time, threads, args.seed)
+    failed = False
+    for framework, model, mode in cells:
+        try:
+            result = run_cell(framework, model, mode, options)
+        except (KeyError, CudaUnavailable) as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+        if peak is not None and result.environment is not None:
+            result = replace(result, environment=replace(result.environment, matmul_peak_gflops=peak))
+        print(result.summary_line(), file=sys.stderr if args.output == "-" else sys.stdout, flush=True)
+        write(result, args.output)
+        failed |= result.status != "ok"
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Output equivalence: a framework's output against the NumPy float64 reference.
+
+Used by ``predict`` before anything is timed, and by the equivalence tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .backends.numpy_backend import reference_forward
+from .models import TOLERANCE, ModelSpec, get_model
+from .weights import canonical_weights, make_input
+
+
+@dataclass(frozen=True)
+class Check:
+    max_error: float  # max |output - reference| / max |reference|
+    tolerance: float
+    shape_ok: bool
+
+    @property
+    def verified(self) -> bool:
+        return self.shape_ok and bool(np.isfinite(self.max_error)) and self.max_error <= self.tolerance
+
+
+def verification_input(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
+    """The fixed input the first inference runs on (its own stream, apart from timing inputs)."""
+    return make_input(spec, batch, np.random.default_rng([seed, 1_000_003]))
+
+
+@lru_cache(maxsize=4)
+def _reference(model: str, batch: int, seed: int) -> np.ndarray:
+    spec = get_model(model)
+    out = reference_forward(spec, canonical_weights(spec, seed), verification_input(spec, batch, seed))
+    out.setflags(write=False)
+    return out
+
+
+def reference_output(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
+    """Reference output for ``verification_input`` (cached: ``--all`` checks every mode against it)."""
+    return _reference(spec.name, batch, seed)
+
+
+def compare(output: np.ndarray, reference: np.ndarray, tolerance: float) -> Check:
+    output = np.asarray(output)
+    if output.shape != reference.shape:
+        return Check(float("inf"), tolerance, shape_ok=False)
+    error = float(np.max(np.abs(output.astype(np.float64) - reference)) / np.max(np.abs(reference)))
+    return Check(error if np.isfinite(error) else float("inf"), tolerance, shape_ok=True)
+
+
+def tolerance_for(spec: ModelSpec) -> float:
+    return TOLERANCE[spec.name]

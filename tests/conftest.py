@@ -1,0 +1,69 @@
+"""Shared fixtures and the rules for markers.
+
+- ``framework``: a test that runs a deep-learning framework skips with the reason when that
+  framework is not installed here (CI installs all five, so nothing skips there).
+- ``docker``: needs an engine; fails (never skips) in CI when none answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frameworks.backends.registry import is_installed
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def framework_python(framework: str) -> str | None:
+    """The interpreter that has ``framework``: this one, or an environment of its own.
+
+    MXNet 1.9.1 cannot share an environment with TensorFlow, so its tests run through the
+    interpreter named by ``BENCH_PYTHON_MXNET`` or the runner's local-backend virtualenv.
+    """
+    if is_installed(framework):
+        return sys.executable
+    override = os.environ.get(f"BENCH_PYTHON_{framework.upper()}")
+    if override:
+        return override
+    try:
+        from runner.local_backend import venv_python
+    except ImportError:
+        return None
+    path = venv_python(framework)
+    return str(path) if path else None
+
+
+def require_framework(framework: str) -> str:
+    python = framework_python(framework)
+    if python is None:
+        pytest.skip(f"{framework} is not installed here (and no BENCH_PYTHON_{framework.upper()} environment)")
+    return python
+
+
+def run_predict(python: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m frameworks.predict`` from the repository root."""
+    return subprocess.run(
+        [python, "-m", "frameworks.predict", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if IN_CI:
+            pytest.fail("chromium is not installed (CI installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
