@@ -32,12 +32,16 @@ class CheckReport:
     verified: bool
 
 
-def check_cell(framework: str, model: str, mode: str, device: str = "cpu", seed: int = 0, batch: int = 1) -> CheckReport:
+def check_cell(
+    framework: str, model: str, mode: str, device: str = "cpu", seed: int = 0, batch: int = 1
+) -> CheckReport:
     check_mode(framework, mode)
     spec = get_model(model)
     backend = load_backend(framework)
     built = backend.build(spec, canonical_weights(spec, seed), BuildOptions(mode, device, threads=0, batch=batch))
-    result = compare(built.forward(verification_input(spec, batch, seed)), reference_output(spec, batch, seed), tolerance_for(spec))
+    result = compare(
+        built.forward(verification_input(spec, batch, seed)), reference_output(spec, batch, seed), tolerance_for(spec)
+    )
     return CheckReport(
         framework, mode, model, built.params, built.buffers, spec.params, spec.buffers,
         result.max_error, result.tolerance, result.verified,

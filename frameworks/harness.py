@@ -105,18 +105,20 @@ def run_cell(framework: str, model: str, mode: str, options: TimingOptions) -> R
     check_mode(framework, mode)
     spec = get_model(model)
     if options.device not in get_framework(framework).devices:
-        raise KeyError(f"{framework} has no {options.device!r} device; valid: {', '.join(get_framework(framework).devices)}")
+        raise KeyError(
+            f"{framework} has no {options.device!r} device; valid: {', '.join(get_framework(framework).devices)}"
+        )
     base = _base_result(framework, mode, spec, options)
     try:
         backend = load_backend(framework)
-    except Exception as exc:  # noqa: BLE001 - an import failure is a failed cell, with its reason
+    except Exception as exc:
         return replace(base, error=f"cannot import {framework}: {_one_line(exc)}", finished_at=now())
     if options.device == "cuda" and not backend.cuda_available():
         raise CudaUnavailable(f"CUDA requested but {framework} sees no GPU")
     base = replace(base, version=backend.version(), build=backend.build_facts())
     try:
         result = _measure(backend, spec, mode, options, base)
-    except Exception as exc:  # noqa: BLE001 - a crash is recorded as data
+    except Exception as exc:
         traceback.print_exc()
         return replace(base, error=_one_line(exc), peak_rss_bytes=peak_rss_bytes(), finished_at=now())
     return result

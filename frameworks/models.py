@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 BN_EPS = 1e-5
 
@@ -74,7 +73,7 @@ class Softmax:
     name: str
 
 
-Layer = Union[Conv, BatchNorm, ReLU, MaxPool, GlobalAvgPool, Flatten, Dense, Softmax]
+Layer = Conv | BatchNorm | ReLU | MaxPool | GlobalAvgPool | Flatten | Dense | Softmax
 Shape = tuple[int, ...]
 
 
@@ -103,8 +102,8 @@ class ModelSpec:
     @property
     def output_shape(self) -> Shape:
         shape: Shape = self.input_shape
-        for _, _, shape in self.walk():
-            pass
+        for layer in self.layers:
+            shape = output_shape(layer, shape)
         return shape
 
     def tensors(self) -> dict[str, Shape]:

@@ -18,7 +18,13 @@ from .models import MODELS, get_model
 if TYPE_CHECKING:
     from .result import Result
 
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 class UsageError(Exception):
@@ -29,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m frameworks.predict", description="Time one inference cell.")
     p.add_argument("--framework", help=f"one of: {', '.join(FRAMEWORKS)}")
     p.add_argument("--model", help=f"one of: {', '.join(MODELS)}")
-    p.add_argument("--mode", help="the framework's execution mode (default: all of its modes with --all, else its first)")
+    p.add_argument(
+        "--mode", help="the framework's execution mode (default: all of its modes with --all, else its first)"
+    )
     p.add_argument("--all", action="store_true", help="every model x mode of every framework importable here "
                    "(restricted by --framework / --model / --mode when given)")  # fmt: skip
     p.add_argument("--device", default="cpu", choices=DEVICES)

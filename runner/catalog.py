@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from frameworks.backends.registry import DEVICES, FRAMEWORKS
 
@@ -107,8 +108,12 @@ def parse_catalog(data: dict[str, Any], where: str = "catalog") -> Catalog:
     if unknown:
         raise CatalogError(f"{where}: unknown top-level key(s) {', '.join(unknown)}")
     defaults = _table(data.get("defaults", {}), f"{where}: defaults")
-    images = {n: _image(n, _table(t, f"{where}: images.{n}"), defaults, where) for n, t in _entries(data, "images", where)}
-    variants = {n: _variant(n, _table(t, f"{where}: variants.{n}"), images, where) for n, t in _entries(data, "variants", where)}
+    images = {
+        n: _image(n, _table(t, f"{where}: images.{n}"), defaults, where) for n, t in _entries(data, "images", where)
+    }
+    variants = {
+        n: _variant(n, _table(t, f"{where}: variants.{n}"), images, where) for n, t in _entries(data, "variants", where)
+    }
     if not variants:
         raise CatalogError(f"{where}: no variants")
     return Catalog(images, variants)
@@ -187,7 +192,9 @@ def _variant(name: str, t: dict[str, Any], images: dict[str, ImageSpec], where: 
         raise CatalogError(f"{at}: unknown image {image_name!r}; valid images: {', '.join(images)}")
     image = images[image_name]
     if not name.startswith(f"{image.device}-{image.framework}"):
-        raise CatalogError(f"{at}: name must be <device>-<framework>[-<build>], i.e. start with {image.device}-{image.framework}")
+        raise CatalogError(
+            f"{at}: name must be <device>-<framework>[-<build>], i.e. start with {image.device}-{image.framework}"
+        )
     modes = _strings(_require(t, "modes", at), f"{at}.modes")
     valid = FRAMEWORKS[image.framework].modes
     for mode in modes:

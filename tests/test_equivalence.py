@@ -31,8 +31,9 @@ def _check(framework: str, model: str, mode: str, seed: int) -> CheckReport:
     python = require_framework(framework)
     if python == sys.executable:
         return check_cell(framework, model, mode, seed=seed)
+    args = ["--framework", framework, "--model", model, "--mode", mode, "--seed", str(seed)]
     proc = subprocess.run(
-        [python, "-m", "frameworks.check", "--framework", framework, "--model", model, "--mode", mode, "--seed", str(seed)],
+        [python, "-m", "frameworks.check", *args],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -58,12 +58,20 @@ FRAMEWORKS: dict[str, FrameworkInfo] = {
     info.name: info
     for info in (
         FrameworkInfo("numpy", "frameworks.backends.numpy_backend", "numpy", ("im2col",), ("cpu",)),
-        FrameworkInfo("torch", "frameworks.backends.torch_backend", "torch", ("eager", "jit", "compile"), ("cpu", "cuda")),
         FrameworkInfo(
-            "tensorflow", "frameworks.backends.tensorflow_backend", "tensorflow", ("eager", "graph", "xla"), ("cpu", "cuda")
+            "torch", "frameworks.backends.torch_backend", "torch", ("eager", "jit", "compile"), ("cpu", "cuda")
+        ),
+        FrameworkInfo(
+            "tensorflow",
+            "frameworks.backends.tensorflow_backend",
+            "tensorflow",
+            ("eager", "graph", "xla"),
+            ("cpu", "cuda"),
         ),
         FrameworkInfo("mxnet", "frameworks.backends.mxnet_backend", "mxnet", ("imperative", "hybrid"), ("cpu", "cuda")),
-        FrameworkInfo("onnxruntime", "frameworks.backends.onnxruntime_backend", "onnxruntime", ("session",), ("cpu", "cuda")),
+        FrameworkInfo(
+            "onnxruntime", "frameworks.backends.onnxruntime_backend", "onnxruntime", ("session",), ("cpu", "cuda")
+        ),
     )
 }
 

@@ -1,0 +1,83 @@
+"""``python -m frameworks.predict`` as a user runs it (real subprocesses, the NumPy backend)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from frameworks.result import Result
+from tests.conftest import REPO_ROOT, run_predict
+
+PY = sys.executable
+
+
+def test_one_cell_prints_the_seed_line_and_a_verified_result():
+    proc = run_predict(PY, "--framework", "numpy", "--model", "lenet5", "--iterations", "7", "--warmup", "2")
+    assert proc.returncode == 0, proc.stderr
+    result = Result.from_json(proc.stdout.strip())
+    assert result.status == "ok" and result.verified
+    assert len(result.samples_s) == 7 and len(result.warmup_s) == 2
+    assert result.first_inference_s is not None and result.first_inference_s > 0
+    assert result.params == 62_006 and result.flops == 1_303_440
+    assert result.throughput_ips == pytest.approx(1 / result.stats.median)
+    assert result.threads >= 1 and result.environment.cpus_available >= 1
+    assert any(line.startswith("numpy-im2col-lenet5 : ") and "(sd " in line for line in proc.stderr.splitlines())
+
+
+def test_min_time_extends_the_run():
+    proc = run_predict(PY, "--framework", "numpy", "--model", "lenet5", "--iterations", "1", "--min-time", "0.3")
+    result = Result.from_json(proc.stdout.strip())
+    assert sum(result.samples_s) > 0.1 and len(result.samples_s) > 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--framework", "caffe", "--model", "lenet5"], "unknown framework 'caffe'; valid frameworks: numpy"),
+        (["--framework", "numpy", "--model", "alexnet"], "unknown model 'alexnet'; valid models:"),
+        (["--framework", "numpy", "--model", "lenet5", "--mode", "xla"], "unknown mode 'xla' for numpy; valid modes"),
+        (["--framework", "numpy", "--model", "lenet5", "--device", "cuda"], "numpy has no 'cuda' device"),
+        (["--framework", "numpy", "--model", "lenet5", "--iterations", "0"], "--iterations must be at least 1"),
+        (["--model", "lenet5"], "give --framework and --model, or --all"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_predict(PY, *args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_all_writes_one_file_per_cell_into_a_directory(tmp_path):
+    proc = run_predict(
+        PY, "--all", "--framework", "numpy", "--model", "lenet5", "--iterations", "3", "--output", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["numpy-im2col-lenet5.json"]
+
+
+def test_jsonl_output_appends_whole_lines(tmp_path):
+    out = tmp_path / "r.jsonl"
+    for _ in range(2):
+        run_predict(PY, "--framework", "numpy", "--model", "lenet5", "--iterations", "2", "--output", str(out))
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and all(Result.from_json(line).status == "ok" for line in lines)
+
+
+def test_thread_count_reaches_the_blas_environment():
+    code = "import frameworks.predict as p, os; p.set_thread_env(1); print(os.environ['OPENBLAS_NUM_THREADS'])"
+    out = subprocess.run([PY, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
+
+
+def test_host_side_modules_import_no_framework():
+    code = (
+        "import sys, frameworks.predict, frameworks.result, frameworks.models, frameworks.backends.registry, "
+        "frameworks.stats; bad = [m for m in ('numpy', 'torch', 'tensorflow', 'mxnet', 'onnxruntime') if m in "
+        "sys.modules]; print(json.dumps(bad))"
+    ).replace("print(json", "import json; print(json")
+    out = subprocess.run([PY, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []

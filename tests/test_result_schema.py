@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from frameworks.environment import environment, format_cpuset
+from frameworks.result import SCHEMA_VERSION, Result, RunInfo
+from frameworks.stats import summarize
+
+
+def _result(**overrides) -> Result:
+    base = dict(framework="numpy", mode="im2col", model="lenet5", device="cpu", status="ok",
+                samples_s=(0.1, 0.2, 0.3), stats=summarize([0.1, 0.2, 0.3]), environment=environment(),
+                build={"blas": "openblas"}, warnings=("w",))  # fmt: skip
+    base.update(overrides)
+    return Result(**base)
+
+
+def test_round_trip_is_lossless():
+    r = _result()
+    line = r.to_json()
+    assert "\n" not in line
+    assert Result.from_json(line) == r
+
+
+def test_summary_line_in_the_seed_format():
+    assert _result().summary_line() == "numpy-im2col-lenet5 : 0.200000 (sd 0.100000)"
+    assert _result(variant="cpu-numpy-mkl").cell == "cpu-numpy-mkl-im2col-lenet5"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(schema_version=99), "unsupported schema_version 99"),
+        (lambda d: d.update(status="great"), "result.status"),
+        (lambda d: d.update(batch="1"), "result.batch: must be an integer"),
+        (lambda d: d.update(samples_s=[0.1, "x"]), r"result.samples_s\[1\]: must be a number"),
+        (lambda d: d["stats"].pop("median"), "missing 1 required"),
+        (lambda d: d.update(extra=1), "unknown field"),
+        (lambda d: d.pop("framework"), "framework"),
+    ],
+)
+def test_malformed_results_are_one_clear_error(mutate, message):
+    data = json.loads(_result().to_json())
+    mutate(data)
+    with pytest.raises(ValueError, match=message):
+        Result.from_dict(data)
+
+
+def test_truncated_line_is_a_value_error():
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Result.from_json(_result().to_json()[:-7])
+
+
+def test_failed_results_are_data():
+    r = _result(status="failed", error="out of memory", stats=None, samples_s=())
+    assert Result.from_json(r.to_json()).error == "out of memory"
+    assert r.summary_line() == "numpy-im2col-lenet5 : failed (out of memory)"
+
+
+def test_run_info_round_trip():
+    info = RunInfo("r", "python -m runner matrix", "local", "2026-01-01T00:00:00+00:00", environment())
+    assert RunInfo.from_dict(json.loads(info.to_json())) == info
+    assert info.schema_version == SCHEMA_VERSION
+
+
+def test_cpuset_format():
+    assert format_cpuset([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
