@@ -1,0 +1,197 @@
+"""PyTorch: the spec as an ``nn.Sequential`` of native layers, run eager, traced+frozen, or compiled.
+
+Modes:
+- ``eager``: the eval-mode module under ``torch.inference_mode``;
+- ``jit``: ``torch.jit.trace`` then ``torch.jit.freeze``, done once in ``build``;
+- ``compile``: ``torch.compile`` of the eval module; compilation happens lazily on the first
+  forward, which the harness times separately as the first inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
+from .registry import BuildOptions, Built, Forward
+
+MODES = ("eager", "jit", "compile")
+DEVICES = ("cpu", "cuda")
+CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
+INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)
+
+
+def version() -> str:
+    return str(torch.__version__)
+
+
+def cuda_available() -> bool:
+    return bool(torch.cuda.is_available())
+
+
+def build_facts() -> dict[str, str]:
+    """What this torch was built with, as it states it, plus the GPU precision settings it runs under.
+
+    The harness reads the facts before it builds, so a CUDA build applies those settings here (they
+    touch nothing on the CPU) and reports them as read back from torch, not as intended.
+    """
+    facts = {"torch": version(), **_config_facts(torch.__config__.show())}
+    facts["mkldnn_available"] = str(torch.backends.mkldnn.is_available())
+    facts["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+    if torch.version.cuda:
+        _set_gpu_precision()
+        facts["cuda"] = str(torch.version.cuda)
+        facts["cudnn"] = str(torch.backends.cudnn.version())
+        facts["tf32"] = str(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+        facts["cudnn_benchmark"] = str(torch.backends.cudnn.benchmark)
+    return facts
+
+
+def _config_facts(config: str) -> dict[str, str]:
+    """A few short facts from ``torch.__config__.show()`` (a free-form text: parse only what is stable)."""
+    patterns = {
+        "blas": r"BLAS_INFO=([^,\s]+)",
+        "mkl": r"Math Kernel Library Version ([\d.]+)",
+        "openblas": r"OpenBLAS ([\d.]+)",
+        "onednn": r"(?:MKL-DNN|oneDNN) v?([\d.]+)",
+        "openmp": r"OpenMP \d+ \(a\.k\.a\. OpenMP ([\d.]+)\)",
+    }
+    facts = {}
+    for key, pattern in patterns.items():
+        match = re.search(pattern, config)
+        if match:
+            facts[key] = match.group(1)
+    return facts
+
+
+def _set_gpu_precision() -> None:
+    """Full fp32 on the GPU: TF32 would make cuda cells faster by computing a different network."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
+
+
+def set_threads(threads: int) -> int:
+    """Intra-op threads, explicitly (0 means every CPU this process may run on); returns the count set.
+
+    Set on every build, not left to torch's default, because an earlier build in the same process
+    may have changed it. The inter-op pool can be sized only once per process, before first use.
+    """
+    count = threads if threads > 0 else len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    with contextlib.suppress(RuntimeError):  # already set, or inter-op work has started: keep what is there
+        torch.set_num_interop_threads(INTEROP_THREADS)
+    return count
+
+
+def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
+    if options.mode not in MODES:
+        raise ValueError(f"unknown torch mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    device = _device(options.device)
+    set_threads(options.threads)
+    model = to_module(spec, weights).to(device)
+    params, buffers = count_params(model)
+    runner = make_runner(model, options.mode, (options.batch, *spec.input_shape), device)
+    return Built(_forward(runner, device), params=params, buffers=buffers)
+
+
+def _device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICES)}")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA requested but no GPU is available to torch")
+        _set_gpu_precision()
+    return torch.device(name)
+
+
+def to_module(spec: ModelSpec, weights: dict[str, np.ndarray]) -> nn.Sequential:
+    """The spec as named native layers in eval mode, weights loaded strictly (a missing tensor raises)."""
+    shapes = {layer.name: shape_in for layer, shape_in, _ in spec.walk()}
+    model = nn.Sequential(OrderedDict((layer.name, _layer(layer, shapes[layer.name])) for layer in spec.layers))
+    model.load_state_dict(_state_dict(spec, weights), strict=True)
+    return model.eval()
+
+
+def _layer(layer: Layer, shape_in: tuple[int, ...]) -> nn.Module:
+    if isinstance(layer, Conv):
+        cin = shape_in[0]
+        groups = cin if layer.depthwise else 1
+        return nn.Conv2d(cin, layer.out, layer.kernel, layer.stride, layer.pad, groups=groups, bias=layer.bias)
+    if isinstance(layer, BatchNorm):
+        return nn.BatchNorm2d(shape_in[0], eps=BN_EPS)
+    if isinstance(layer, ReLU):
+        return nn.ReLU()
+    if isinstance(layer, MaxPool):
+        return nn.MaxPool2d(layer.size, layer.stride)
+    if isinstance(layer, GlobalAvgPool):
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if isinstance(layer, Flatten):
+        return nn.Flatten()  # NCHW flattened from dim 1: C, H, W order, as the spec says
+    if isinstance(layer, Dense):
+        return nn.Linear(shape_in[0], layer.out)  # weight (out, in): the canonical layout as is
+    if isinstance(layer, Softmax):
+        return nn.Softmax(dim=1)
+    raise TypeError(f"torch backend cannot lower {layer!r}")
+
+
+# canonical tensor kind -> nn.BatchNorm2d state name
+_BN_STATE = {"gamma": "weight", "beta": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def _state_dict(spec: ModelSpec, weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Canonical keys renamed to torch's (only batch norm differs); arrays copied (canonical ones are read-only)."""
+    state: dict[str, torch.Tensor] = {}
+    for key, array in weights.items():
+        prefix, kind = key.rsplit(".", 1)
+        state[f"{prefix}.{_BN_STATE.get(kind, kind)}"] = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
+    for bn in spec.layers:
+        if isinstance(bn, BatchNorm):
+            state[f"{bn.name}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return state
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(parameters, batch-norm running mean + var) through torch's own API; ``num_batches_tracked`` is no state."""
+    params = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    return params, buffers
+
+
+def make_runner(model: nn.Module, mode: str, input_shape: tuple[int, ...], device: torch.device) -> Callable[..., Any]:
+    """What the forward calls for each mode: the module itself, its frozen trace, or its compiled wrapper."""
+    if mode == "jit":
+        return trace_and_freeze(model, torch.zeros(input_shape, device=device))
+    if mode == "compile":
+        return torch.compile(model)  # lazy: compiles on the first call, not here
+    return model
+
+
+def trace_and_freeze(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """TorchScript once, at build: trace, then freeze (weights inlined as constants, conv+BN folded).
+
+    TorchScript is deprecated (torch 2.13 warns on every trace and freeze); the mode measures it
+    on purpose, so that warning is silenced here and nowhere else.
+    """
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        traced = torch.jit.trace(model, example)
+        return torch.jit.freeze(traced)
+
+
+def _forward(runner: Callable[..., Any], device: torch.device) -> Forward:
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            y = runner(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+            return y.cpu().numpy()  # .cpu() waits for the GPU: the fetch is inside the timed region
+
+    return forward
