@@ -128,6 +128,7 @@ def _measure(backend: Backend, spec: ModelSpec, mode: str, options: TimingOption
     weights = canonical_weights(spec, options.seed)
     build_options = BuildOptions(mode, options.device, options.threads, options.batch)
     built = backend.build(spec, weights, build_options)
+    base = replace(base, build={**base.build, **backend.build_facts()})  # facts that build settled (threads)
     reference = reference_output(spec, options.batch, options.seed)
     x0 = verification_input(spec, options.batch, options.seed)
     start = time.perf_counter_ns()

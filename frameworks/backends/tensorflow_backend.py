@@ -1,0 +1,241 @@
+"""TensorFlow: the spec as a Keras model of native NHWC layers, run eager, as a graph, or XLA-compiled.
+
+Modes:
+- ``eager``: ``model(x, training=False)`` called eagerly, op by op;
+- ``graph``: the same call wrapped in ``tf.function`` (Grappler-optimised graph);
+- ``xla``: ``tf.function(jit_compile=True)``.
+Tracing and XLA compilation are lazy: they happen on the first forward, which the harness times
+separately as the first inference (as torch's ``compile`` mode does).
+
+Layout: TensorFlow's CPU convolutions want NHWC, so the model takes the canonical NCHW batch and
+its first layer is a ``Permute`` to NHWC. The transpose is thus part of the model in every mode
+(inside the graph for ``graph``/``xla``, on the device for ``cuda``) and so inside the timed region
+equally for all modes. Keras flattens NHWC in H, W, C order: instead of transposing back before
+``Flatten`` (an extra op per inference), the rows of the first dense layer after a flatten are
+permuted once at build, so the network computes the canonical C, H, W-order product exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
+from .registry import BuildOptions, Built, Forward
+
+MODES = ("eager", "graph", "xla")
+DEVICES = ("cpu", "cuda")
+INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (torch and onnxruntime get 1 too)
+
+# What the last ``set_threads`` asked for and what TensorFlow runs with (reported by ``build_facts``).
+_threads: dict[str, str] = {}
+
+
+def version() -> str:
+    return str(tf.__version__)
+
+
+def cuda_available() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def build_facts() -> dict[str, str]:
+    """What this TensorFlow was built with and runs with, as TensorFlow itself states it.
+
+    Reading these does not initialise TensorFlow's runtime, so thread settings made later by
+    ``build`` still take effect.
+    """
+    info = tf.sysconfig.get_build_info()
+    facts = {"tensorflow": version(), "keras": str(keras.__version__), "is_cuda_build": str(info.get("is_cuda_build"))}
+    facts.update(onednn_facts())
+    facts["xla_built"] = str(_util_port().IsBuiltWithXLA())
+    if info.get("is_cuda_build"):
+        _set_gpu_precision()
+        facts["cuda"] = str(info.get("cuda_version", "unknown"))
+        facts["cudnn"] = str(info.get("cudnn_version", "unknown"))
+        facts["tf32"] = str(tf.config.experimental.tensor_float_32_execution_enabled())
+    facts.update(_threads)
+    return facts
+
+
+def _util_port() -> Any:
+    from tensorflow.python.util import _pywrap_util_port
+
+    return _pywrap_util_port
+
+
+def onednn_facts() -> dict[str, str]:
+    """oneDNN as requested (``TF_ENABLE_ONEDNN_OPTS``) and as in effect.
+
+    ``IsMklEnabled`` is the check TensorFlow's own kernel registration uses: it reads the variable
+    once per process and, when unset, enables oneDNN only on CPUs with AVX-512/AMX-class features.
+    """
+    return {
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
+        "onednn_enabled": str(bool(_util_port().IsMklEnabled())),
+    }
+
+
+def _set_gpu_precision() -> None:
+    """Full fp32 on the GPU: TF32 would make cuda cells faster by computing a different network."""
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def set_threads(threads: int) -> int:
+    """Intra-op threads explicitly (0 means every CPU this process may run on), inter-op 1.
+
+    TensorFlow fixes both pools when its runtime initialises (the first op or variable); a later
+    different request raises, so it is kept as a warning and the effective value is recorded.
+    Returns the intra-op count in effect.
+    """
+    count = threads if threads > 0 else len(os.sched_getaffinity(0))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(INTEROP_THREADS)
+    except RuntimeError as exc:  # setting the value already in effect is allowed: only a change gets here
+        warnings.warn(f"TensorFlow threads already fixed in this process: {exc}", RuntimeWarning, stacklevel=2)
+    effective = tf.config.threading.get_intra_op_parallelism_threads()
+    _threads.update(
+        threads_requested=str(count),
+        intra_op_threads=str(effective),
+        inter_op_threads=str(tf.config.threading.get_inter_op_parallelism_threads()),
+    )
+    return int(effective)
+
+
+def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
+    if options.mode not in MODES:
+        raise ValueError(f"unknown tensorflow mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    set_threads(options.threads)  # first: before any op or variable initialises the runtime
+    device = _device(options.device)
+    with tf.device(device):
+        model = to_keras(spec, weights)
+    params, buffers = count_params(model)
+    runner = make_runner(model, options.mode, (options.batch, *spec.input_shape))
+    return Built(_forward(runner, device), params=params, buffers=buffers)
+
+
+def _device(name: str) -> str:
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICES)}")
+    if name == "cuda":
+        if not cuda_available():
+            build = "a CUDA build" if tf.sysconfig.get_build_info().get("is_cuda_build") else "a CPU-only build"
+            raise RuntimeError(f"CUDA requested but no GPU is available to TensorFlow ({build})")
+        _set_gpu_precision()
+        return "/GPU:0"
+    return "/CPU:0"
+
+
+def to_keras(spec: ModelSpec, weights: dict[str, np.ndarray]) -> keras.Sequential:
+    """The spec as named native Keras layers (NHWC after the first ``Permute``), canonical weights loaded."""
+    c, h, w = spec.input_shape
+    model = keras.Sequential(name=spec.name)
+    model.add(keras.Input(shape=(c, h, w), dtype="float32"))
+    model.add(keras.layers.Permute((2, 3, 1), name="nchw_to_nhwc"))
+    for layer, shape_in, _ in spec.walk():
+        for native in _layers(layer, shape_in):
+            model.add(native)
+    load_weights(model, spec, weights)
+    return model
+
+
+def _layers(layer: Layer, shape_in: tuple[int, ...]) -> list[keras.layers.Layer]:
+    """The native layers for one spec layer (a padded conv is two: explicit zero padding, then 'valid')."""
+    if isinstance(layer, Conv):
+        found: list[keras.layers.Layer] = []
+        if layer.pad:
+            found.append(keras.layers.ZeroPadding2D(layer.pad, name=f"{layer.name}_pad"))
+        if layer.depthwise:
+            conv = keras.layers.DepthwiseConv2D(
+                layer.kernel, layer.stride, padding="valid", use_bias=layer.bias, name=layer.name
+            )
+        else:
+            conv = keras.layers.Conv2D(
+                layer.out, layer.kernel, layer.stride, padding="valid", use_bias=layer.bias, name=layer.name
+            )
+        return [*found, conv]
+    if isinstance(layer, BatchNorm):
+        return [keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPS, name=layer.name)]
+    if isinstance(layer, ReLU):
+        return [keras.layers.ReLU(name=layer.name)]
+    if isinstance(layer, MaxPool):
+        return [keras.layers.MaxPooling2D(layer.size, layer.stride, padding="valid", name=layer.name)]
+    if isinstance(layer, GlobalAvgPool):
+        return [keras.layers.GlobalAveragePooling2D(name=layer.name)]
+    if isinstance(layer, Flatten):
+        return [keras.layers.Flatten(name=layer.name)]  # NHWC: H, W, C order (see dense_kernel)
+    if isinstance(layer, Dense):
+        return [keras.layers.Dense(layer.out, name=layer.name)]
+    if isinstance(layer, Softmax):
+        return [keras.layers.Softmax(axis=-1, name=layer.name)]
+    raise TypeError(f"tensorflow backend cannot lower {layer!r}")
+
+
+def load_weights(model: keras.Sequential, spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
+    """Canonical tensors converted to Keras layouts and set layer by layer (a shape mismatch raises)."""
+    flattened: tuple[int, ...] | None = None  # the (C, H, W) a Flatten consumed, until the next dense layer
+    for layer, shape_in, _ in spec.walk():
+        if isinstance(layer, Flatten) and len(shape_in) == 3:
+            flattened = shape_in
+        if not isinstance(layer, (Conv, BatchNorm, Dense)):
+            continue
+        w = {key.rsplit(".", 1)[1]: np.asarray(a, dtype=np.float32) for key, a in weights.items()
+             if key.rsplit(".", 1)[0] == layer.name}  # fmt: skip
+        if isinstance(layer, Dense):
+            tensors = [dense_kernel(w["weight"], flattened), w["bias"]]
+            flattened = None
+        elif isinstance(layer, BatchNorm):
+            tensors = [w["gamma"], w["beta"], w["mean"], w["var"]]
+        else:
+            tensors = [conv_kernel(w["weight"], layer.depthwise)] + ([w["bias"]] if layer.bias else [])
+        model.get_layer(layer.name).set_weights(tensors)
+
+
+def conv_kernel(weight: np.ndarray, depthwise: bool) -> np.ndarray:
+    """OIHW to Keras: HWIO for a convolution, (kh, kw, C, 1) for a depthwise one (canonical (C, 1, kh, kw))."""
+    return np.ascontiguousarray(weight.transpose(2, 3, 0, 1) if depthwise else weight.transpose(2, 3, 1, 0))
+
+
+def dense_kernel(weight: np.ndarray, flattened: tuple[int, ...] | None) -> np.ndarray:
+    """(out, in) to Keras's (in, out); after a flatten, input rows reordered from C, H, W to Keras's H, W, C."""
+    if flattened is not None:
+        c, h, w = flattened
+        weight = weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    return np.ascontiguousarray(weight.T)
+
+
+def count_params(model: keras.Model) -> tuple[int, int]:
+    """(trainable weights, non-trainable weights: batch-norm moving mean + variance) through Keras's own API."""
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    return trainable, sum(int(np.prod(v.shape)) for v in model.non_trainable_weights)
+
+
+def make_runner(model: keras.Model, mode: str, input_shape: tuple[int, ...]) -> Callable[[Any], Any]:
+    """What the forward calls: the model eagerly, or a ``tf.function`` of it for one fixed input shape.
+
+    The fixed signature makes a different shape an error rather than a silent retrace inside the timed loop.
+    """
+
+    def call(x: Any) -> Any:
+        return model(x, training=False)
+
+    if mode == "eager":
+        return call
+    signature = [tf.TensorSpec(input_shape, tf.float32)]
+    return tf.function(call, input_signature=signature, jit_compile=mode == "xla")
+
+
+def _forward(runner: Callable[[Any], Any], device: str) -> Forward:
+    def forward(x: np.ndarray) -> np.ndarray:
+        with tf.device(device):
+            y = runner(tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
+            return y.numpy()  # type: ignore[no-any-return]  # .numpy() copies to the host and waits: the fetch is timed
+
+    return forward
