@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +69,18 @@ def chromium() -> str:
             pytest.fail("chromium is not installed (CI installs Debian's chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A client of the local Docker engine; no engine fails the test in CI and skips it elsewhere."""
+    from runner.engine import EngineUnavailable, connect
+
+    try:
+        client = connect()
+    except EngineUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"docker tests need an engine in CI: {exc}")
+        pytest.skip(str(exc))
+    yield client
+    client.close()

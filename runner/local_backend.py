@@ -1,0 +1,229 @@
+"""The local backend: the catalog's CPU images as virtualenvs, for machines with no Docker engine.
+
+One virtualenv per catalog image (variants sharing an image share it; the variant's environment
+still applies per cell) under ``$DLBENCH_CACHE/venvs/<image>`` (default ``~/.cache/dlbench``),
+holding the image's pinned requirements, installed by the host's pip (its configuration applies).
+Each cell runs the same ``python -m frameworks.predict`` as the containers, from the repository
+root, in a subprocess of its own session pinned to the cpuset and killed (with its children) at
+the timeout. There is no memory limit: ``RLIMIT_AS`` counts reserved address space, which JIT
+frameworks reserve by the gigabyte, so it would fail healthy cells; run.json says so.
+
+A marker file records the hash of what the venv was built from (the pins and the interpreter):
+a changed pin rebuilds it. It is not the image's spec hash, which also covers ``frameworks/``;
+the venv runs ``frameworks/`` from the working tree, so editing it needs no reinstall.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from frameworks.predict import THREAD_ENV
+from frameworks.result import Result
+
+from .catalog import REPO_ROOT, CatalogError, ImageSpec, Variant, load_catalog
+from .matrix import Cell, Log, Prepared, Settings, interpret, parse_cpuset, runner_result
+
+GENERIC_DOCKERFILE = "docker/Dockerfile"
+MARKER = ".dlbench-venv.json"
+VENV_SCHEMA = 1
+CUDA_ONLY_DOCKER = "the local backend runs CPU variants only"
+
+
+class VenvError(RuntimeError):
+    """A virtualenv that could not be built: one line naming the image and pip's error."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DLBENCH_CACHE") or Path.home() / ".cache" / "dlbench")
+
+
+def venv_dir(image_name: str) -> Path:
+    return cache_dir() / "venvs" / image_name
+
+
+def venv_hash(image: ImageSpec) -> str:
+    """What the venv is built from: the pins and this interpreter's version."""
+    data = {"schema": VENV_SCHEMA, "requirements": list(image.requirements), "python": sys.version.split()[0]}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def venv_id(image: ImageSpec) -> str:
+    """The 'image ID' recorded for a local cell: which venv, built from what."""
+    return f"venv:{image.name}:{venv_hash(image)}"
+
+
+def unsupported(variant: Variant) -> str | None:
+    """Why the local backend cannot run ``variant`` faithfully, or None when it can."""
+    if variant.device != "cpu":
+        return CUDA_ONLY_DOCKER
+    if variant.image.dockerfile != GENERIC_DOCKERFILE:
+        # numpy-mkl: Debian's NumPy with libblas pointed at MKL. No pip install reproduces that
+        # (PyPI's NumPy always bundles OpenBLAS), so the local result would be OpenBLAS mislabelled.
+        return (f"{variant.image.name} is built by {variant.image.dockerfile}, not by pip alone: "
+                "it runs in its Docker image only")  # fmt: skip
+    return None
+
+
+def _python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def _marker(venv: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads((venv / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def venv_state(image: ImageSpec) -> str:
+    """'current', 'stale' (pins changed), or 'missing'."""
+    venv = venv_dir(image.name)
+    marker = _marker(venv)
+    if marker is None or not _python(venv).exists():
+        return "missing"
+    return "current" if marker.get("hash") == venv_hash(image) else "stale"
+
+
+def venv_python(image_name: str) -> Path | None:
+    """The interpreter of the image's venv when it is built and current; else None.
+
+    The tests use it to reach MXNet, which cannot share an environment with TensorFlow.
+    """
+    try:
+        image = load_catalog().images.get(image_name)
+    except CatalogError:
+        return None
+    if image is None or venv_state(image) != "current":
+        return None
+    return _python(venv_dir(image_name))
+
+
+@contextlib.contextmanager
+def _locked(venv: Path) -> Iterator[None]:
+    """One builder per venv at a time (CI setup and a test session may both ask for it)."""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_venv(image: ImageSpec, log: Log = print) -> Path:
+    """The venv's interpreter, building the venv first unless it is current.
+
+    A venv with a different marker is recreated from scratch (no package of the old pins may
+    linger); one without a marker is completed in place by pip, which leaves satisfied pins alone.
+    """
+    venv = venv_dir(image.name)
+    with _locked(venv):
+        state = venv_state(image)
+        if state == "current":
+            return _python(venv)
+        fresh = state == "stale" or not _python(venv).exists()
+        log(f"{image.name}: {'creating' if fresh else 'completing'} venv {venv} ({', '.join(image.requirements)})")
+        (venv / MARKER).unlink(missing_ok=True)
+        if fresh:
+            _run([sys.executable, "-m", "venv", "--clear", str(venv)], image, "python -m venv")
+        python = str(_python(venv))
+        _run([python, "-m", "pip", "install", "--progress-bar", "off", *image.requirements], image, "pip install")
+        _run([python, "-m", "pip", "check"], image, "pip check")
+        marker = {"hash": venv_hash(image), "image": image.name, "requirements": " ".join(image.requirements)}
+        (venv / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        log(f"{image.name}: venv ready ({python})")
+        return _python(venv)
+
+
+def _run(command: list[str], image: ImageSpec, what: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines or ["?"]
+        raise VenvError(f"{image.name}: {what} failed: {errors[-1].strip()}")
+
+
+def cell_env(cell: Cell, settings: Settings, image_id: str) -> dict[str, str]:
+    """The host's environment minus anything that would change which Python runs, plus the variant's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update({name: str(settings.threads) for name in THREAD_ENV})
+    env.update(cell.variant.env)
+    env.update(BENCH_IMAGE_ID=image_id, BENCH_VARIANT=cell.variant.name, PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self) -> None:
+        self.pythons: dict[str, Path] = {}  # image name -> venv interpreter
+
+    def version(self) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        return f"local (one virtualenv per image under {cache_dir() / 'venvs'})"
+
+    def prepare(self, variants: list[Variant], log: Log) -> Prepared:
+        """Build every venv the chosen variants need, before any cell is timed."""
+        prepared = Prepared()
+        errors: dict[str, str] = {}
+        for variant in variants:
+            reason = unsupported(variant)
+            if reason:
+                prepared.skipped[variant.name] = reason
+                continue
+            image = variant.image
+            if image.name not in self.pythons and image.name not in errors:
+                try:
+                    self.pythons[image.name] = ensure_venv(image, log)
+                except VenvError as exc:
+                    log(str(exc))
+                    errors[image.name] = f"venv {image.name} did not build: {exc}"
+            if image.name in errors:
+                prepared.errors[variant.name] = errors[image.name]
+            else:
+                prepared.ids[variant.name] = venv_id(image)
+        return prepared
+
+    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+        python = self.pythons.get(cell.variant.image.name) or ensure_venv(cell.variant.image, lambda _: None)
+        command = [str(python), "-m", "frameworks.predict", *settings.predict_args(cell)]
+        cpus = parse_cpuset(settings.cpus)
+        try:
+            proc = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=cell_env(cell, settings, image_id), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+            )  # fmt: skip
+        except OSError as exc:
+            return runner_result(cell, settings, "failed", f"predict did not start: {exc}")
+        try:
+            stdout, stderr = proc.communicate(timeout=settings.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return runner_result(cell, settings, "failed", f"timed out after {settings.timeout:g} s")
+        except BaseException:  # Ctrl-C: never leave a benchmark running behind the runner
+            _kill_group(proc)
+            raise
+        return replace(interpret(cell, settings, proc.returncode, stdout, stderr), backend=self.name)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill predict and anything it started (compiler workers), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()

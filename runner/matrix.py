@@ -1,0 +1,484 @@
+"""The matrix: cells, settings, and the loop that runs them strictly one at a time.
+
+A cell is (variant, mode, model). Every cell runs in its own container (or its own subprocess for
+the local backend) so that nothing one framework loads can slow the next one down, and cells never
+overlap: on a small machine two benchmarks at once would each time the other. Each result is
+appended to ``results.jsonl`` the moment it arrives, so an interrupted run loses at most the cell
+in flight, and ``--resume`` redoes exactly the cells that have no line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from frameworks.environment import format_cpuset as _format_cpuset
+from frameworks.models import MODELS, get_model
+from frameworks.predict import THREAD_ENV
+from frameworks.result import Environment, Result, Status
+
+from .catalog import REPO_ROOT, Variant
+from .rundir import append_result, utc_now
+
+Log = Callable[[str], None]
+CellKey = tuple[str, str, str]  # (variant, mode, model)
+DEFAULT_TIMEOUT_S = 900.0  # torch.compile and XLA compile VGG-16 for minutes on 2 cores
+DEFAULT_MEMORY = "8g"
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class UsageError(ValueError):
+    """Bad input on the command line: one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: Variant
+    mode: str
+    model: str
+
+    @property
+    def key(self) -> CellKey:
+        return (self.variant.name, self.mode, self.model)
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name} {self.mode} {self.model}"
+
+
+def result_key(result: Result) -> CellKey:
+    return (result.variant or result.framework, result.mode, result.model)
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def parse_cpuset(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5]; anything else is a ``UsageError``."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UsageError(f"--cpus {text!r}: expected a cpuset such as 0-1 or 0,2")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low:
+            raise UsageError(f"--cpus {text!r}: {low}-{high} is an empty range")
+        cpus.update(range(low, high + 1))
+    return sorted(cpus)
+
+
+def check_cpuset(text: str) -> list[int]:
+    """The cpuset's CPUs, which must all be ones this process may run on."""
+    cpus = parse_cpuset(text)
+    allowed = sorted(os.sched_getaffinity(0))
+    outside = [c for c in cpus if c not in allowed]
+    if outside:
+        raise UsageError(f"--cpus {text!r}: CPU(s) {', '.join(map(str, outside))} not available here; "
+                         f"available: {format_cpuset(allowed)}")  # fmt: skip
+    return cpus
+
+
+def format_cpuset(cpus: Iterable[int]) -> str:
+    return _format_cpuset(sorted(cpus))
+
+
+def default_cpuset() -> str:
+    return format_cpuset(os.sched_getaffinity(0))
+
+
+def memory_bytes(text: str) -> int:
+    """Docker's memory syntax ('8g', '512m', '1073741824') in bytes; at least 6 MiB (Docker's floor)."""
+    match = _MEMORY.fullmatch(text.strip())
+    if not match:
+        raise UsageError(f"--memory {text!r}: expected a size such as 8g or 512m")
+    value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value < 6 << 20:
+        raise UsageError(f"--memory {text!r}: Docker needs at least 6m")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every cell of a run shares; stored in run.json so that ``--resume`` reuses it exactly."""
+
+    variants: tuple[str, ...]
+    models: tuple[str, ...]
+    backend: str  # the resolved backend: docker or local
+    iterations: int = 20
+    warmup: int = 5
+    min_time: float = 0.0
+    cpus: str = ""
+    memory: str = DEFAULT_MEMORY
+    timeout: float = DEFAULT_TIMEOUT_S
+    batch: int = 1
+    seed: int = 0
+    out: str = "runs"
+
+    @property
+    def threads(self) -> int:
+        """One intra-op thread per CPU of the cpuset: every framework gets the same number."""
+        return len(parse_cpuset(self.cpus))
+
+    def predict_args(self, cell: Cell) -> list[str]:
+        """The arguments of ``python -m frameworks.predict`` for one cell (result as one JSON line on stdout)."""
+        return [
+            "--framework", cell.variant.framework, "--model", cell.model, "--mode", cell.mode,
+            "--device", cell.variant.device, "--batch", str(self.batch),
+            "--iterations", str(self.iterations), "--warmup", str(self.warmup), "--min-time", _num(self.min_time),
+            "--threads", str(self.threads), "--seed", str(self.seed), "--output", "-",
+        ]  # fmt: skip
+
+    def command(self) -> str:
+        """The command that reproduces this run (backend resolved, every default spelled out)."""
+        args = ["python", "-m", "runner", "matrix", "--variants", *self.variants, "--models", *self.models]
+        args += ["--iterations", str(self.iterations), "--warmup", str(self.warmup), "--min-time", _num(self.min_time)]
+        args += ["--backend", self.backend, "--cpus", self.cpus, "--memory", self.memory]
+        args += ["--timeout", _num(self.timeout), "--out", self.out]
+        return shlex.join(args)
+
+    def to_dict(self) -> dict[str, str]:
+        memory = self.memory if self.backend == "docker" else f"not limited (local backend; {self.memory} ignored)"
+        return {
+            "variants": " ".join(self.variants),
+            "models": " ".join(self.models),
+            "backend": self.backend,
+            "iterations": str(self.iterations),
+            "warmup": str(self.warmup),
+            "min_time": _num(self.min_time),
+            "cpus": self.cpus,
+            "threads": str(self.threads),
+            "memory": memory,
+            "memory_requested": self.memory,
+            "timeout": _num(self.timeout),
+            "batch": str(self.batch),
+            "seed": str(self.seed),
+            "out": self.out,
+            "isolation": ISOLATION[self.backend],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Settings:
+        """Back from run.json; a missing or malformed entry raises ``ValueError`` naming it."""
+        try:
+            return cls(
+                variants=tuple(data["variants"].split()),
+                models=tuple(data["models"].split()),
+                backend=data["backend"],
+                iterations=int(data["iterations"]),
+                warmup=int(data["warmup"]),
+                min_time=float(data["min_time"]),
+                cpus=data["cpus"],
+                memory=data.get("memory_requested", DEFAULT_MEMORY),
+                timeout=float(data["timeout"]),
+                batch=int(data.get("batch", "1")),
+                seed=int(data.get("seed", "0")),
+                out=data.get("out", "runs"),
+            )
+        except KeyError as exc:
+            raise ValueError(f"settings.{exc.args[0]} is missing") from None
+        except ValueError as exc:
+            raise ValueError(f"settings: {exc}") from None
+
+
+ISOLATION = {
+    "docker": "one container per cell: network none, pinned cpuset, memory limit without swap, "
+    "read-only root filesystem, tmpfs /tmp",
+    "local": "one subprocess per cell in the image's virtualenv: pinned CPU affinity, no memory limit",
+}
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+
+def check_models(names: Iterable[str]) -> list[str]:
+    """Models by name, in the order given; an unknown one is a ``UsageError`` listing the valid ones."""
+    chosen = []
+    for name in names:
+        try:
+            chosen.append(get_model(name).name)
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+    return chosen
+
+
+def plan(variants: Iterable[Variant], models: Iterable[str]) -> list[Cell]:
+    """Variant by variant (its image warm in the page cache), each model, each mode."""
+    models = list(models)
+    return [Cell(v, mode, model) for v in variants for model in models for mode in v.modes]
+
+
+# --- results the runner makes itself (failed or skipped without a result from predict) ---------
+
+
+def runner_result(
+    cell: Cell, settings: Settings, status: Status, reason: str, *, environment: Environment | None = None
+) -> Result:
+    """A failed or skipped cell with its reason, carrying everything known without running it."""
+    spec = MODELS[cell.model]
+    now = utc_now()
+    return Result(
+        framework=cell.variant.framework,
+        mode=cell.mode,
+        model=cell.model,
+        device=cell.variant.device,
+        status=status,
+        error=reason,
+        variant=cell.variant.name,
+        backend=settings.backend,
+        batch=settings.batch,
+        input_shape=(settings.batch, *spec.input_shape),
+        params=spec.params,
+        flops=spec.flops,
+        threads=settings.threads,
+        seed=settings.seed,
+        environment=environment,
+        started_at=now,
+        finished_at=now,
+    )
+
+
+_CUDA_MISSING = ("CUDA requested", "sees no GPU")
+
+
+def interpret(cell: Cell, settings: Settings, returncode: int, stdout: str, stderr: str) -> Result:
+    """Turn one predict process's exit code and output into a result, whatever happened to it.
+
+    A result line on stdout wins (predict reports a framework's own failure as a failed result,
+    exit 1); without one, the exit code and the last stderr line say why.
+    """
+    parsed = parse_result_line(stdout)
+    if parsed is not None:
+        result = replace(parsed, variant=cell.variant.name, backend=settings.backend)
+        if returncode not in (0, 1):
+            note = f"predict exited with {describe_exit(returncode)} after writing its result"
+            result = replace(result, warnings=(*result.warnings, note))
+        return result
+    last = error_line(stderr)
+    if returncode == 2 and any(s in last for s in _CUDA_MISSING):
+        return runner_result(cell, settings, "skipped", last.removeprefix("error: "))
+    if returncode == 2:
+        return runner_result(cell, settings, "failed", f"predict refused the arguments: {last.removeprefix('error: ')}")
+    detail = f": {last}" if last else " (no output)"
+    return runner_result(cell, settings, "failed", f"{describe_exit(returncode)}{detail}")
+
+
+def parse_result_line(stdout: str) -> Result | None:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        return Result.from_json(lines[-1])
+    except ValueError:
+        return None
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+_ERRORISH = re.compile(r"error|exception|fatal|killed|abort|segmentation|cannot|failed", re.IGNORECASE)
+
+
+def error_line(stderr: str) -> str:
+    """The line that says what went wrong: the last error-looking line (a traceback's last line,
+    'Fatal Python error: ...'), else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines[-20:]):
+        if _ERRORISH.search(line):
+            return line[:500]
+    return lines[-1][:500] if lines else ""
+
+
+def describe_exit(returncode: int) -> str:
+    """'exit code 1', 'killed by SIGSEGV' (a negative code locally, 128+N from a container's shell)."""
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    if signum:
+        try:
+            return f"killed by {signal.Signals(signum).name} (exit {returncode})"
+        except ValueError:
+            pass
+    return f"exit code {returncode}"
+
+
+# --- backends ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """What a backend built before the first cell: an ID per variant, or why it could not."""
+
+    ids: dict[str, str] = field(default_factory=dict)  # variant -> image id (or venv id)
+    errors: dict[str, str] = field(default_factory=dict)  # variant -> why its cells fail
+    skipped: dict[str, str] = field(default_factory=dict)  # variant -> why its cells are skipped
+
+
+class Backend(Protocol):
+    name: str
+
+    def describe(self) -> str: ...
+    def version(self) -> str | None: ...
+    def prepare(self, variants: list[Variant], log: Log) -> Prepared: ...
+    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result: ...
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Eta:
+    """Time left from the mean wall time of the cells run so far, per model (VGG-16 is ~100x LeNet)."""
+
+    walls: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, model: str, wall: float) -> None:
+        self.walls.setdefault(model, []).append(wall)
+
+    def left(self, remaining: Iterable[Cell]) -> float | None:
+        every = [w for ws in self.walls.values() for w in ws]
+        if not every:
+            return None
+        overall = sum(every) / len(every)
+        return sum(_mean(self.walls.get(c.model)) or overall for c in remaining)
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def outcome(result: Result) -> str:
+    """The progress line's verdict: '0.6 ms (ok)', 'failed: out of memory (limit 8g)'."""
+    if result.status == "ok" and result.stats is not None:
+        flag = "ok" if result.verified else "ok, NOT VERIFIED"
+        return f"{result.stats.median * 1e3:.3g} ms ({flag})"
+    return f"{result.status}: {result.error}"
+
+
+@dataclass
+class MatrixRun:
+    """One pass over the cells: everything the loop needs, nothing it computes."""
+
+    cells: list[Cell]
+    backend: Backend
+    settings: Settings
+    run_dir: Path
+    prepared: Prepared
+    host: Environment | None = None  # for the results the runner makes itself
+    done: set[CellKey] = field(default_factory=set)
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def run(self) -> list[Result]:
+        """Run every cell not in ``done``, one at a time, appending each result as it arrives."""
+        todo = [c for c in self.cells if c.key not in self.done]
+        timed = [c for c in todo if self._preset(c) is None]
+        eta, results, n = Eta(), [], len(self.cells)
+        for k, cell in enumerate(self.cells, start=1):
+            if cell.key in self.done:
+                continue
+            self.stream.write(f"[{k}/{n}] {cell.label} ... ")
+            self.stream.flush()
+            load = os.getloadavg()[0]
+            start = time.monotonic()
+            result = self._run_one(cell, load)
+            append_result(self.run_dir, result)
+            results.append(result)
+            if cell in timed:
+                eta.add(cell.model, time.monotonic() - start)
+                timed.remove(cell)
+            left = eta.left(timed)
+            tail = f" — ~{format_duration(left)} left" if left is not None and timed else ""
+            self.stream.write(f"{outcome(result)}{tail}\n")
+            self.stream.flush()
+        return results
+
+    def _preset(self, cell: Cell) -> Result | None:
+        """The result of a cell that will not run (its variant was skipped or failed to build)."""
+        name = cell.variant.name
+        if name in self.prepared.skipped:
+            return runner_result(cell, self.settings, "skipped", self.prepared.skipped[name])
+        if name in self.prepared.errors:
+            return runner_result(cell, self.settings, "failed", self.prepared.errors[name])
+        return None
+
+    def _run_one(self, cell: Cell, load: float) -> Result:
+        result = self._preset(cell)
+        if result is None:
+            result = self.backend.run_cell(cell, self.settings, self.prepared.ids[cell.variant.name])
+        # Resume finds finished cells by these two: every line carries them, whoever made the result.
+        result = replace(result, variant=cell.variant.name, backend=self.settings.backend)
+        return with_load(result, load, self._cell_environment(cell))
+
+    def _cell_environment(self, cell: Cell) -> Environment | None:
+        if self.host is None:
+            return None
+        cpus = parse_cpuset(self.settings.cpus)
+        return replace(
+            self.host,
+            cpus_available=len(cpus),
+            cpuset=self.settings.cpus,
+            in_container=self.settings.backend == "docker",
+            image_id=self.prepared.ids.get(cell.variant.name),
+        )
+
+
+def with_load(result: Result, load: float, fallback: Environment | None) -> Result:
+    """Record the machine's 1-minute load before the cell: predict's own reading when it has one."""
+    if result.environment is not None:
+        if result.environment.load_avg_1m is None:
+            return replace(result, environment=replace(result.environment, load_avg_1m=load))
+        return result
+    if fallback is None:
+        return result
+    return replace(result, environment=replace(fallback, load_avg_1m=load))
+
+
+# --- the host's matmul peak ----------------------------------------------------------------------
+
+_PEAK_CODE = "from frameworks.peak import matmul_peak_gflops; print(matmul_peak_gflops())"
+
+
+def measure_host_peak(cpus: str, timeout: float = 300) -> tuple[float | None, str]:
+    """The host's float32 matmul peak at the cells' thread count, in a subprocess pinned to the cpuset.
+
+    A subprocess because BLAS reads its thread count once at import, and so that the runner itself
+    never imports NumPy. Returns (GFLOP/s or None, a note on how it was measured or why not).
+    """
+    threads = str(len(parse_cpuset(cpus)))
+    env = {**os.environ, **{name: threads for name in THREAD_ENV}}
+    allowed = parse_cpuset(cpus)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK_CODE], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+            timeout=timeout, check=False, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return None, f"the matmul peak took more than {timeout:.0f} s"
+    if proc.returncode != 0:
+        return None, f"the matmul peak failed: {last_line(proc.stderr) or describe_exit(proc.returncode)}"
+    try:
+        value = float(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, f"the matmul peak printed {proc.stdout.strip()[:80]!r}"
+    return value, f"host NumPy float32 matmul, {threads} threads on CPUs {cpus}"

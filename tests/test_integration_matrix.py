@@ -1,0 +1,39 @@
+"""The main job end to end: ``python -m runner matrix`` over every CPU variant, in containers.
+
+CI builds every CPU image first (``.ci/setup``); this test then requires every cell of LeNet-5
+and MobileNet v1, in every CPU variant and mode, to be ok and verified against the reference.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frameworks.result import Result
+from runner.catalog import load_catalog
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+MODELS = ("lenet5", "mobilenet_v1")
+
+
+def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Path) -> None:
+    variants = [v for v in load_catalog().variants.values() if v.device == "cpu"]
+    cmd = [sys.executable, "-m", "runner", "matrix", "--backend", "docker", "--variants", *[v.name for v in variants],
+           "--models", *MODELS, "--iterations", "3", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
+    run_dirs = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
+    assert len(run_dirs) == 1, proc.stderr[-3000:]
+    results = [Result.from_json(line) for line in (run_dirs[0] / "results.jsonl").read_text().splitlines()]
+    expected = {(v.name, mode, model) for v in variants for mode in v.modes for model in MODELS}
+    assert {(r.variant, r.mode, r.model) for r in results} == expected
+    bad = [f"{r.cell}: {r.status} {r.error or ''} verified={r.verified}" for r in results
+           if r.status != "ok" or not r.verified]  # fmt: skip
+    assert not bad, "\n".join(bad)
+    assert all(r.backend == "docker" and r.environment and r.environment.in_container for r in results)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dirs[0] / "report.md").exists() and (run_dirs[0] / "report.html").exists()

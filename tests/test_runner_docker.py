@@ -1,0 +1,129 @@
+"""The Docker backend: the container's isolation, and real containers for the happy path, an
+out-of-memory kill and a timeout. Tests marked ``docker`` fail in CI without an engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.catalog import load_catalog
+from runner.docker_backend import LABEL_CELL, NO_NVIDIA, DockerBackend, container_options
+from runner.matrix import Cell, Prepared, Settings, parse_cpuset
+from runner.rundir import load_results, read_run_info
+from tests.conftest import REPO_ROOT
+
+CATALOG = load_catalog()
+OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
+CPUS = "0" if len(os.sched_getaffinity(0)) == 1 else "0-1"
+SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "docker", iterations=3, warmup=1, cpus=CPUS, timeout=120)
+
+
+def test_container_options_lock_the_cell_down() -> None:
+    cell = Cell(CATALOG.variant("cpu-tensorflow-eigen"), "xla", "vgg16")
+    options = container_options(cell, replace(SETTINGS, memory="4g"), "sha256:abc")
+    assert options["network_mode"] == "none" and options["read_only"] is True
+    assert options["cpuset_cpus"] == CPUS and options["mem_limit"] == options["memswap_limit"] == "4g"
+    assert "exec" in options["tmpfs"]["/tmp"].split(",")
+    assert options["environment"] == {
+        "TF_ENABLE_ONEDNN_OPTS": "0", "BENCH_IMAGE_ID": "sha256:abc", "BENCH_VARIANT": "cpu-tensorflow-eigen",
+    }  # fmt: skip
+    command = options["command"]
+    assert command[:3] == ["python", "-m", "frameworks.predict"]
+    assert command[command.index("--threads") + 1] == str(len(parse_cpuset(CPUS)))
+    assert "device_requests" not in options
+    cuda = container_options(Cell(CATALOG.variant("cuda-torch"), "eager", "lenet5"), SETTINGS, "sha256:abc")
+    assert cuda["device_requests"][0].capabilities == [["gpu"]]
+
+
+@pytest.fixture(scope="module")
+def backend(docker_client: Any) -> DockerBackend:
+    return DockerBackend(docker_client)
+
+
+@pytest.fixture(scope="module")
+def openblas_image(backend: DockerBackend) -> str:
+    """The image ID, built first when stale (cached: a no-op when current)."""
+    prepared = backend.prepare([OPENBLAS], log=lambda line: None)
+    assert not prepared.errors, prepared.errors
+    return prepared.ids[OPENBLAS.name]
+
+
+def _leftovers(client: Any) -> list[Any]:
+    return client.containers.list(all=True, filters={"label": LABEL_CELL})
+
+
+_PROBE = """
+import os, socket, pathlib
+print("interfaces", sorted(name for _, name in socket.if_nameindex()))
+print("cpus", sorted(os.sched_getaffinity(0)))
+try:
+    pathlib.Path("/app/x").write_text("x"); print("root writable")
+except OSError:
+    print("root read-only")
+pathlib.Path("/tmp/x").write_text("x"); print("tmp writable")
+print("limit", pathlib.Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").read_text().strip()
+      if pathlib.Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+      else pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip())
+"""
+
+
+@pytest.mark.docker
+def test_the_container_is_isolated_as_configured(docker_client: Any, openblas_image: str) -> None:
+    options = container_options(Cell(OPENBLAS, "im2col", "lenet5"), replace(SETTINGS, memory="256m"), openblas_image)
+    options.update(command=["python", "-c", _PROBE], detach=False, remove=True)
+    out = docker_client.containers.run(openblas_image, **options).decode()
+    assert "interfaces ['lo']" in out
+    assert f"cpus {parse_cpuset(CPUS)}" in out
+    assert "root read-only" in out and "tmp writable" in out
+    assert f"limit {256 << 20}" in out
+
+
+@pytest.mark.docker
+def test_happy_path_through_the_cli(docker_client: Any, openblas_image: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "matrix", "--backend", "docker", "--variants", "cpu-numpy-openblas",
+         "--models", "lenet5", "--iterations", "3", "--warmup", "1", "--cpus", CPUS, "--no-peak",
+         "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "backend: docker (engine " in proc.stderr
+    (run_dir,) = list(tmp_path.iterdir())
+    (result,) = load_results(run_dir).results
+    assert result.status == "ok" and result.verified and result.backend == "docker"
+    assert result.environment is not None and result.environment.in_container
+    assert result.environment.image_id == openblas_image and result.environment.cpuset == CPUS
+    info = read_run_info(run_dir)
+    assert info.images == {"cpu-numpy-openblas": openblas_image} and info.docker_version
+    assert not _leftovers(docker_client)
+
+
+@pytest.mark.docker
+def test_out_of_memory_is_a_failed_cell(backend: DockerBackend, openblas_image: str) -> None:
+    # VGG-16's weights alone are 528 MB.
+    result = backend.run_cell(Cell(OPENBLAS, "im2col", "vgg16"), replace(SETTINGS, memory="160m"), openblas_image)
+    assert result.status == "failed" and result.error == "out of memory (limit 160m)"
+    assert result.model == "vgg16" and result.backend == "docker"
+    assert not _leftovers(backend.client)
+
+
+@pytest.mark.docker
+def test_timeout_kills_and_removes_the_container(backend: DockerBackend, openblas_image: str) -> None:
+    settings = replace(SETTINGS, iterations=10**8, timeout=6)
+    result = backend.run_cell(Cell(OPENBLAS, "im2col", "lenet5"), settings, openblas_image)
+    assert result.status == "failed" and result.error == "timed out after 6 s"
+    assert not _leftovers(backend.client)
+
+
+@pytest.mark.docker
+def test_cuda_variants_are_skipped_without_the_nvidia_runtime(backend: DockerBackend) -> None:
+    if backend.nvidia():
+        pytest.skip("this engine has the NVIDIA runtime")
+    prepared = backend.prepare([CATALOG.variant("cuda-onnxruntime")], log=lambda line: None)
+    assert prepared == Prepared(skipped={"cuda-onnxruntime": NO_NVIDIA})

@@ -1,0 +1,202 @@
+"""The matrix's pieces: settings, the plan, how a predict process's outcome becomes a result, the ETA,
+and the loop's contract (one cell at a time, each result on disk before the next cell starts)."""
+
+from __future__ import annotations
+
+import io
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from frameworks.environment import environment
+from frameworks.result import Result, Stats
+from runner.catalog import load_catalog
+from runner.matrix import (
+    Cell,
+    Eta,
+    MatrixRun,
+    Prepared,
+    Settings,
+    UsageError,
+    check_models,
+    describe_exit,
+    error_line,
+    format_duration,
+    interpret,
+    memory_bytes,
+    parse_cpuset,
+    plan,
+    result_key,
+    with_load,
+)
+from runner.rundir import load_results
+
+CATALOG = load_catalog()
+OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
+TORCH = CATALOG.variant("cpu-torch")
+SETTINGS = Settings(("cpu-numpy-openblas", "cpu-torch"), ("lenet5", "vgg16"), "docker", iterations=7, cpus="0")
+
+
+def test_parse_cpuset() -> None:
+    assert parse_cpuset("0-2,5") == [0, 1, 2, 5]
+    assert parse_cpuset("1") == [1]
+    for bad in ("", "a", "3-1", "0-"):
+        with pytest.raises(UsageError):
+            parse_cpuset(bad)
+
+
+def test_memory_bytes() -> None:
+    assert memory_bytes("8g") == 8 << 30
+    assert memory_bytes("512m") == 512 << 20
+    assert memory_bytes("1073741824") == 1 << 30
+    for bad in ("lots", "1t", "1k"):
+        with pytest.raises(UsageError):
+            memory_bytes(bad)
+
+
+def test_settings_round_trip_through_run_json() -> None:
+    settings = replace(SETTINGS, min_time=0.5, timeout=12.5, memory="2g")
+    assert Settings.from_dict(settings.to_dict()) == settings
+
+
+def test_local_settings_say_memory_is_not_limited() -> None:
+    local = replace(SETTINGS, backend="local")
+    assert local.to_dict()["memory"].startswith("not limited")
+    assert Settings.from_dict(local.to_dict()).memory == "8g"
+
+
+def test_command_reproduces_the_settings() -> None:
+    args = shlex.split(SETTINGS.command())
+    assert args[:4] == ["python", "-m", "runner", "matrix"]
+    assert args[args.index("--variants") + 1 : args.index("--models")] == ["cpu-numpy-openblas", "cpu-torch"]
+    for flag, value in [("--iterations", "7"), ("--backend", "docker"), ("--cpus", "0"), ("--timeout", "900")]:
+        assert args[args.index(flag) + 1] == value
+
+
+def test_threads_follow_the_cpuset() -> None:
+    assert replace(SETTINGS, cpus="0-3,6").threads == 5
+    args = SETTINGS.predict_args(Cell(TORCH, "jit", "vgg16"))
+    assert args[args.index("--threads") + 1] == "1"
+    assert args[args.index("--mode") + 1] == "jit" and args[-2:] == ["--output", "-"]
+
+
+def test_plan_is_variant_model_mode() -> None:
+    cells = plan([OPENBLAS, TORCH], ["lenet5", "vgg16"])
+    assert [c.key for c in cells[:3]] == [
+        ("cpu-numpy-openblas", "im2col", "lenet5"),
+        ("cpu-numpy-openblas", "im2col", "vgg16"),
+        ("cpu-torch", "eager", "lenet5"),
+    ]
+    assert len(cells) == 2 + 6
+
+
+def test_check_models() -> None:
+    assert check_models(["vgg16", "lenet5"]) == ["vgg16", "lenet5"]
+    with pytest.raises(UsageError, match="valid models: lenet5, vgg16, mobilenet_v1"):
+        check_models(["alexnet"])
+
+
+def _ok(cell: Cell) -> Result:
+    stats = Stats(3, 1e-3, 1e-5, 1e-3, 1e-3, 1e-3, None, None, 1e-3, 1e-3, 0.95)
+    return Result(cell.variant.framework, cell.mode, cell.model, "cpu", "ok", stats=stats, verified=True)
+
+
+def test_interpret_takes_the_result_line() -> None:
+    cell = Cell(OPENBLAS, "im2col", "lenet5")
+    stdout = "some framework chatter\n" + _ok(cell).to_json() + "\n"
+    result = interpret(cell, SETTINGS, 0, stdout, "")
+    assert result.status == "ok" and result.variant == "cpu-numpy-openblas" and result.backend == "docker"
+    crashed_at_exit = interpret(cell, SETTINGS, -11, stdout, "")
+    assert crashed_at_exit.status == "ok" and "SIGSEGV" in crashed_at_exit.warnings[-1]
+
+
+def test_interpret_without_a_result_line() -> None:
+    cell = Cell(TORCH, "eager", "lenet5")
+    traceback = "Traceback (most recent call last):\n  File x\nRuntimeError: boom\n"
+    crashed = interpret(cell, SETTINGS, 1, "", traceback)
+    assert crashed.status == "failed" and crashed.error == "exit code 1: RuntimeError: boom"
+    killed = interpret(cell, SETTINGS, 137, "", "")
+    assert killed.status == "failed" and killed.error == "killed by SIGKILL (exit 137) (no output)"
+    no_gpu = interpret(cell, SETTINGS, 2, "", "error: CUDA requested but torch sees no GPU\n")
+    assert no_gpu.status == "skipped" and no_gpu.error == "CUDA requested but torch sees no GPU"
+    refused = interpret(cell, SETTINGS, 2, "", "error: unknown mode 'x'\n")
+    assert refused.status == "failed" and "refused the arguments: unknown mode 'x'" in (refused.error or "")
+    assert crashed.params == 62_006 and crashed.variant == "cpu-torch" and crashed.threads == 1
+
+
+def test_error_line_and_describe_exit() -> None:
+    assert error_line("Fatal Python error: bad\nPython runtime state: preinitializing\n") == "Fatal Python error: bad"
+    assert error_line("just this\n") == "just this"
+    assert describe_exit(-9) == "killed by SIGKILL (exit -9)"
+    assert describe_exit(3) == "exit code 3"
+
+
+def test_eta_uses_the_mean_per_model() -> None:
+    eta = Eta()
+    assert eta.left([Cell(OPENBLAS, "im2col", "lenet5")]) is None
+    eta.add("lenet5", 2.0)
+    eta.add("vgg16", 20.0)
+    remaining = [Cell(TORCH, "eager", "lenet5"), Cell(TORCH, "eager", "vgg16"), Cell(TORCH, "eager", "mobilenet_v1")]
+    assert eta.left(remaining) == pytest.approx(2 + 20 + 11)
+    assert format_duration(30) == "30 s" and format_duration(600) == "10 min" and format_duration(7200) == "2.0 h"
+
+
+def test_with_load_keeps_predicts_reading() -> None:
+    env = environment()
+    ok = _ok(Cell(OPENBLAS, "im2col", "lenet5"))
+    assert with_load(replace(ok, environment=env), 9.0, None).environment == env
+    assert with_load(ok, 9.0, env).environment.load_avg_1m == 9.0  # type: ignore[union-attr]
+    assert with_load(ok, 9.0, None).environment is None
+
+
+class RecordingBackend:
+    """Runs nothing: a stand-in for the loop's own tests (the backends have real tests of their own)."""
+
+    name = "docker"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.calls = run_dir, []  # type: ignore[var-annotated]
+
+    def describe(self) -> str:
+        return "recording"
+
+    def version(self) -> str | None:
+        return None
+
+    def prepare(self, variants: list, log: object) -> Prepared:  # type: ignore[type-arg]
+        return Prepared()
+
+    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+        raise NotImplementedError
+
+
+def test_loop_runs_one_cell_at_a_time_appending_each_result(tmp_path: Path) -> None:
+    cuda = CATALOG.variant("cuda-onnxruntime")
+    cells = plan([OPENBLAS, TORCH, cuda], ["lenet5"])
+    assert len(cells) == 5
+
+    class Backend(RecordingBackend):
+        def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+            assert len(load_results(self.run_dir).results) == len(self.calls) + 1, "a result reached disk late"
+            self.calls.append((cell.key, image_id))
+            return _ok(cell)
+
+    backend = Backend(tmp_path)
+    (tmp_path / "results.jsonl").write_text(replace(_ok(cells[0]), variant=OPENBLAS.name).to_json() + "\n")
+    prepared = Prepared(ids={"cpu-torch": "sha256:b"}, skipped={"cuda-onnxruntime": "no NVIDIA runtime"})
+    stream = io.StringIO()
+    run = MatrixRun(
+        cells, backend, SETTINGS, tmp_path, prepared, host=environment(), done={cells[0].key}, stream=stream
+    )
+    results = run.run()
+    assert [key for key, _ in backend.calls] == [c.key for c in cells[1:4]]
+    assert {image for _, image in backend.calls} == {"sha256:b"}
+    assert [r.status for r in results] == ["ok", "ok", "ok", "skipped"]
+    assert results[-1].error == "no NVIDIA runtime" and results[-1].environment is not None
+    assert [result_key(r) for r in load_results(tmp_path).results] == [c.key for c in cells]
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[2/5] cpu-torch eager lenet5 ... 1 ms (ok) — ~")
+    assert lines[-1] == "[5/5] cuda-onnxruntime session lenet5 ... skipped: no NVIDIA runtime"
+    assert all(r.environment is not None and r.environment.load_avg_1m is not None for r in results)
