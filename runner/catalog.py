@@ -51,10 +51,17 @@ class ImageSpec:
         return digest.hexdigest()[:16]
 
 
-def _baked_files(image: ImageSpec) -> list[Path]:
+def baked_files(image: ImageSpec) -> list[Path]:
+    """The repository files an image is built from: its Dockerfile and ``frameworks/`` (no bytecode).
+
+    The build context (``runner.images``) holds exactly these, so the hash covers what is baked in.
+    """
     files = [REPO_ROOT / image.dockerfile]
-    files += [p for p in (REPO_ROOT / "frameworks").rglob("*.py")]
+    files += [p for p in (REPO_ROOT / "frameworks").rglob("*") if "__pycache__" not in p.parts and p.suffix != ".pyc"]
     return [p for p in files if p.is_file()]
+
+
+_baked_files = baked_files  # the name this module used first
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,19 @@
+"""Reports: Markdown and self-contained HTML from result files, and a static site of runs.
+
+Pure functions of ``RUN_DIR/results.jsonl`` and ``RUN_DIR/run.json``: nothing here runs a
+benchmark or imports Docker or a deep-learning framework, so reports render on any machine.
+
+- ``load``: read a run directory; bad lines are reported by line number and skipped.
+- ``cells``/``compare``: per-cell figures; speedups with bootstrap intervals and Mann-Whitney U.
+- ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
+- ``charts``: matplotlib (Agg) figures as inline SVG.
+- ``publish``: the static site (index, one page per run, latest, per-machine history).
+"""
+
+from __future__ import annotations
+
+from .load import LoadProblem, Run, load_run
+from .publish import publish_site
+from .render import render_run
+
+__all__ = ["LoadProblem", "Run", "load_run", "publish_site", "render_run"]

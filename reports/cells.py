@@ -1,0 +1,225 @@
+"""Figures and names derived from one result, shared by every table, chart and comparison.
+
+Everything here is computed from the result itself (its raw samples first, its stored summary only
+as a fallback), so the page can never show a number that the result file does not support.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from frameworks.backends.registry import FRAMEWORKS
+from frameworks.models import MODELS
+from frameworks.result import Result, RunInfo
+from frameworks.stats import median_ci
+
+VENDOR_LIBRARIES = ("MKL", "oneDNN")  # the vendor-tuned side of a build comparison
+GENERIC_LIBRARIES = ("OpenBLAS", "Eigen", "BLIS", "BLAS")  # the portable side
+_NAME_TOKENS = {"mkl": "MKL", "openblas": "OpenBLAS", "eigen": "Eigen", "mkldnn": "oneDNN", "onednn": "oneDNN"}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Per-image figures of an ok cell, in milliseconds, from its raw samples."""
+
+    samples_ms: np.ndarray  # per image
+    median_ms: float
+    mean_ms: float
+    sd_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    images_per_s: float
+    gflops: float | None  # None when the result carries no FLOP count
+
+
+def per_image_samples(result: Result) -> np.ndarray:
+    """Samples in seconds per image; non-finite or non-positive samples are unusable and dropped."""
+    batch = result.batch if result.batch > 0 else 1
+    samples = np.asarray(result.samples_s, dtype=float) / batch
+    return samples[np.isfinite(samples) & (samples > 0)]
+
+
+def figures(result: Result) -> Figures | None:
+    """The cell's figures, or None when it has no usable timing (failed, skipped, or empty)."""
+    if result.status != "ok":
+        return None
+    samples = per_image_samples(result)
+    if samples.size == 0:
+        return _figures_from_stats(result)
+    ordered = np.sort(samples)
+    low, high = median_ci(ordered.tolist())
+    median = float(np.median(ordered))
+    return Figures(
+        samples_ms=ordered * 1e3,
+        median_ms=median * 1e3,
+        mean_ms=float(ordered.mean()) * 1e3,
+        sd_ms=float(ordered.std(ddof=1)) * 1e3 if ordered.size > 1 else 0.0,
+        ci_low_ms=low * 1e3,
+        ci_high_ms=high * 1e3,
+        images_per_s=1.0 / median,
+        gflops=result.flops / median / 1e9 if result.flops > 0 else None,
+    )
+
+
+def _figures_from_stats(result: Result) -> Figures | None:
+    """A result whose raw samples were not kept: its stored summary is all there is."""
+    stats = result.stats
+    batch = result.batch if result.batch > 0 else 1
+    if stats is None or not (math.isfinite(stats.median) and stats.median > 0):
+        return None
+    median = stats.median / batch
+    return Figures(
+        samples_ms=np.empty(0),
+        median_ms=median * 1e3,
+        mean_ms=stats.mean / batch * 1e3,
+        sd_ms=stats.sd / batch * 1e3,
+        ci_low_ms=stats.median_ci_low / batch * 1e3,
+        ci_high_ms=stats.median_ci_high / batch * 1e3,
+        images_per_s=1.0 / median,
+        gflops=result.flops / median / 1e9 if result.flops > 0 else None,
+    )
+
+
+def head(result: Result) -> str:
+    """The row's leading name: the catalog variant, else the framework (with a non-CPU device)."""
+    if result.variant:
+        return result.variant
+    return result.framework if result.device == "cpu" else f"{result.framework} ({result.device})"
+
+
+def row_label(result: Result, show_backend: bool) -> str:
+    """``variant / mode``, with the backend when a run holds both container and local cells."""
+    label = f"{head(result)} / {result.mode}"
+    return f"{label} ({result.backend or 'unknown backend'})" if show_backend else label
+
+
+def mixed_backends(results: Iterable[Result]) -> bool:
+    """Whether both container and local cells ran: only then is the backend worth a label."""
+    return len({r.backend for r in results}) > 1
+
+
+def mode_rank(framework: str, mode: str) -> int:
+    """A framework's modes in the registry's order (eager before graph before xla), unknown last."""
+    info = FRAMEWORKS.get(framework)
+    return info.modes.index(mode) if info is not None and mode in info.modes else 99
+
+
+def row_sort_key(result: Result) -> tuple[str, int, str, str, str, int, str]:
+    """CPU before CUDA, frameworks in registry order, then variant, backend and mode."""
+    order = list(FRAMEWORKS)
+    rank = order.index(result.framework) if result.framework in order else len(order)
+    return (
+        "0" if result.device == "cpu" else result.device,
+        rank,
+        result.framework,
+        head(result),
+        result.backend or "",
+        mode_rank(result.framework, result.mode),
+        result.mode,
+    )
+
+
+def model_order(models: Iterable[str]) -> list[str]:
+    """Known models in the spec order (small to large as the project lists them), unknown ones after."""
+    present = set(models)
+    known = [m for m in MODELS if m in present]
+    return known + sorted(present - set(known))
+
+
+def model_title(model: str) -> str:
+    return MODELS[model].title if model in MODELS else model
+
+
+def effective_build(result: Result) -> str | None:
+    """The math library in effect, read from the framework's own build facts.
+
+    Variant names say what was asked for; the facts say what ran (oneDNN switched off by an
+    environment variable, libblas.so.3 pointing at MKL). The name is only a fallback.
+    """
+    reader = _BUILD_READERS.get(result.framework)
+    label = reader(result.build) if reader is not None else None
+    return label or requested_build(result)
+
+
+def requested_build(result: Result) -> str | None:
+    """What the variant's name asks for (``cpu-tensorflow-eigen`` asks for Eigen), if anything."""
+    if not result.variant:
+        return None
+    prefix = f"{result.device}-{result.framework}-"
+    if not result.variant.startswith(prefix):
+        return None
+    token = result.variant[len(prefix) :]
+    return _NAME_TOKENS.get(token.lower())
+
+
+def build_mismatch(result: Result) -> str | None:
+    """A sentence when the variant's name and the framework's facts disagree about the build."""
+    asked, facts_say = requested_build(result), _read_facts(result)
+    if asked is None or facts_say is None or asked == facts_say:
+        return None
+    return f"{result.variant} asks for {asked} but {result.framework} reports {facts_say} in effect"
+
+
+def _read_facts(result: Result) -> str | None:
+    reader = _BUILD_READERS.get(result.framework)
+    return reader(result.build) if reader is not None else None
+
+
+def _blas_name(text: str) -> str | None:
+    lowered = text.lower()
+    for token, name in (("mkl", "MKL"), ("openblas", "OpenBLAS"), ("blis", "BLIS")):
+        if token in lowered:
+            return name
+    return None
+
+
+def _numpy_build(build: dict[str, str]) -> str | None:
+    """The loaded library wins over the build-time name (Debian's numpy links a generic libblas)."""
+    return _blas_name(build.get("blas_loaded", "")) or _blas_name(build.get("blas", ""))
+
+
+def _tensorflow_build(build: dict[str, str]) -> str | None:
+    enabled = build.get("onednn_enabled")
+    if enabled is None:
+        return None
+    return "oneDNN" if enabled == "True" else "Eigen"
+
+
+def _mxnet_build(build: dict[str, str]) -> str | None:
+    if build.get("mkldnn_in_use") == "True":
+        return "oneDNN"
+    if build.get("blas_mkl") == "True":
+        return "MKL"
+    if build.get("blas_open") == "True":
+        return "OpenBLAS"
+    return "BLAS" if "mkldnn_in_use" in build else None
+
+
+def _torch_build(build: dict[str, str]) -> str | None:
+    blas = build.get("blas", "")
+    return "OpenBLAS" if blas == "open" else _blas_name(blas)  # torch spells OpenBLAS "open"
+
+
+_BUILD_READERS = {
+    "numpy": _numpy_build,
+    "tensorflow": _tensorflow_build,
+    "mxnet": _mxnet_build,
+    "torch": _torch_build,
+}
+
+
+def matmul_peak(result: Result, info: RunInfo | None) -> float | None:
+    """The float32 matmul peak measured in this run: the cell's own, else the run's, else none."""
+    candidates: Sequence[float | None] = (
+        result.environment.matmul_peak_gflops if result.environment is not None else None,
+        info.matmul_peak_gflops if info is not None else None,
+        info.host.matmul_peak_gflops if info is not None else None,
+    )
+    for value in candidates:
+        if value is not None and math.isfinite(value) and value > 0:
+            return value
+    return None

@@ -1,0 +1,306 @@
+"""Charts drawn by matplotlib (Agg, no pyplot state) and returned as inline SVG text.
+
+Inline SVG keeps the HTML report one file that opens offline. Text is kept as SVG ``<text>``
+(``svg.fonttype: none``): smaller than glyph paths, searchable, and escaped by matplotlib's own
+XML writer. Each chart's element ids get a prefix, because many charts share one document and
+matplotlib numbers its ids per figure.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from .compare import Comparison
+from .fmt import sig
+
+LOG_SPREAD = 30.0  # automatic log scale when the largest value is this many times the smallest
+SPEEDUP_LOG_SPREAD = 8.0  # speedups (and slowdowns) around 1 go log sooner: 0.5x and 2x are equally far
+MAX_LABEL = 64
+WIDTH_IN = 7.6
+ROW_IN = 0.24
+BOTTOM_IN = 0.55  # tick labels and the axis label
+CHAR_IN = 8.0 * 0.6 / 72  # about one character of 8 pt DejaVu Sans, in inches
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")
+STYLE: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of every rc name
+    "svg.fonttype": "none",
+    "svg.hashsalt": "dlbench-reports",  # deterministic ids, so two renders of one run are identical
+    "font.size": 8.0,
+    "font.family": "DejaVu Sans",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+SIGNIFICANT, NOT_SIGNIFICANT = "significant", "not significant"
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One labelled value with its interval, for the latency and speedup charts."""
+
+    label: str
+    value: float
+    low: float
+    high: float
+    group: str  # colour key (framework, or significance)
+
+
+def plain_text(text: str) -> str:
+    """Text for matplotlib as it is: '$' would start mathtext, newlines would break the layout."""
+    return " ".join(str(text).split()).replace("$", r"\$")
+
+
+def label_text(text: str) -> str:
+    """A tick or legend label: plain text, shortened (long labels squeeze the plot)."""
+    text = " ".join(str(text).split())
+    return plain_text(text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…")
+
+
+def use_log(values: Sequence[float], log_scale: bool | None, spread: float = LOG_SPREAD) -> bool:
+    """``None`` means automatic: log when the values span more than ``spread`` times."""
+    if log_scale is not None:
+        return log_scale
+    positive = [v for v in values if v > 0]
+    return bool(positive) and max(positive) / min(positive) > spread
+
+
+def to_svg(fig: Figure, prefix: str) -> str:
+    """The figure as an SVG element for inlining: no XML prolog, doctype or metadata; ids prefixed."""
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
+    safe = _ID_SAFE.sub("-", prefix)
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{safe}-\1"', text)
+    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{safe}-\1)", text)
+    text = re.sub(r'href="#([^"]+)"', rf'href="#{safe}-\1"', text)
+    return text.replace("<svg ", '<svg class="chart" role="img" ', 1)
+
+
+def _log_axis(ax: Axes) -> None:
+    """A log x axis with plain-number labels: mathtext tick labels (10^2) cost a parser run each."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: sig(value, 2)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _figure(labels: Sequence[str], legend: bool = False) -> tuple[Figure, Axes]:
+    """A one-axes figure with margins set from the label lengths.
+
+    Fixed margins instead of constrained layout: the layout engine measures every text twice
+    and took 40% of a report's render time; a character-count estimate is close enough here.
+    """
+    top_in = 0.45 if legend else 0.15
+    height = max(1.6, len(labels) * ROW_IN + BOTTOM_IN + top_in)
+    longest = max((len(label) for label in labels), default=0)
+    left_in = min(WIDTH_IN * 0.55, 0.25 + longest * CHAR_IN)
+    fig = Figure(figsize=(WIDTH_IN, height))
+    fig.subplots_adjust(
+        left=left_in / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, bottom=BOTTOM_IN / height, top=1 - top_in / height
+    )
+    return fig, fig.add_subplot()
+
+
+def _colours(groups: Sequence[str]) -> dict[str, str]:
+    fixed = {SIGNIFICANT: "#4c72b0", NOT_SIGNIFICANT: "#b8b8b8"}
+    free = [g for g in dict.fromkeys(groups) if g not in fixed]
+    return {g: fixed.get(g) or PALETTE[free.index(g) % len(PALETTE)] for g in dict.fromkeys(groups)}
+
+
+def bar_chart(
+    bars: Sequence[Bar],
+    xlabel: str,
+    prefix: str,
+    log_scale: bool | None,
+    reference: float | None,
+    spread: float = LOG_SPREAD,
+) -> str:
+    """Horizontal bars with interval whiskers, first bar on top; bars start at ``reference`` (else 0)."""
+    with matplotlib.rc_context(STYLE):
+        colours = _colours([b.group for b in bars])
+        fig, ax = _figure([label_text(b.label) for b in bars], legend=len(colours) > 1)
+        ys = list(range(len(bars)))
+        base = reference if reference is not None else 0.0
+        values = [v for b in bars for v in (b.low, b.value, b.high)]
+        log = use_log(values + ([reference] if reference else []), log_scale, spread)
+        ax.barh(
+            ys,
+            [b.value - base for b in bars],
+            left=base,
+            color=[colours[b.group] for b in bars],
+            xerr=[[max(0.0, b.value - b.low) for b in bars], [max(0.0, b.high - b.value) for b in bars]],
+            error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#222"},
+            height=0.7,
+        )
+        if log:
+            _log_axis(ax)
+        if reference is not None:
+            ax.axvline(reference, color="#222", linewidth=0.8)
+        ax.set_yticks(ys, [label_text(b.label) for b in bars])
+        ax.invert_yaxis()
+        if reference is not None and not log:
+            low, high = min([reference, *values]), max([reference, *values])
+            margin = 0.05 * (high - low or 1.0)
+            ax.set_xlim(low - margin, high + margin)  # bars start at the reference, not at 0
+        ax.set_xlabel(plain_text(xlabel) + (" (log scale)" if log else ""))
+        _legend(fig, colours)
+        return to_svg(fig, prefix)
+
+
+def _legend(fig: Figure, colours: dict[str, str]) -> None:
+    """Above the plot, outside it: inside, it would hide bars."""
+    if len(colours) < 2:
+        return
+    handles = [Patch(color=c, label=label_text(g)) for g, c in colours.items()]
+    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 5), fontsize=7, frameon=False)
+
+
+def latency_chart(bars: Sequence[Bar], prefix: str, log_scale: bool | None = None) -> str:
+    """Median latency per image for one model, one bar per variant and mode."""
+    return bar_chart(bars, "median ms per image", prefix, log_scale, None)
+
+
+def speedup_chart(comparisons: Sequence[Comparison], labels: Sequence[str], prefix: str) -> str:
+    """Speedup ratios around 1 (log axis when they span much), significant ones coloured, the rest grey."""
+    bars = [
+        Bar(
+            label,
+            c.speedup.ratio,
+            c.speedup.ci_low,
+            c.speedup.ci_high,
+            SIGNIFICANT if c.speedup.significant else NOT_SIGNIFICANT,
+        )
+        for c, label in zip(comparisons, labels, strict=True)
+    ]
+    xlabel = "× faster than the baseline"
+    return bar_chart(bars, xlabel, prefix, None, 1.0, spread=SPEEDUP_LOG_SPREAD)
+
+
+@dataclass(frozen=True)
+class BoxStats:
+    """Tukey's box: quartiles, whiskers at the furthest samples within 1.5 IQR, the rest outliers."""
+
+    low: float
+    q1: float
+    median: float
+    q3: float
+    high: float
+    outliers: tuple[float, ...]
+
+
+def box_stats(values: Sequence[float]) -> BoxStats:
+    """The five numbers and outliers of one cell (as matplotlib's boxplot computes them)."""
+    data = np.asarray(values, dtype=float)
+    q1, median, q3 = (float(q) for q in np.percentile(data, [25, 50, 75]))
+    reach = 1.5 * (q3 - q1)
+    inside = data[(data >= q1 - reach) & (data <= q3 + reach)]
+    outside = data[(data < q1 - reach) | (data > q3 + reach)]
+    return BoxStats(float(inside.min()), q1, median, q3, float(inside.max()), tuple(outside.tolist()))
+
+
+def samples_chart(labels: Sequence[str], samples: Sequence[Sequence[float]], prefix: str) -> str:
+    """Every raw sample of each cell as a box plot, in percent of the cell's own median.
+
+    On one shared millisecond axis a 1% spread is invisible next to a 100x latency gap, so each
+    cell is scaled by its median (which its label states): the plot shows stability and outliers.
+    Drawn as a few collections (boxes, whiskers, medians, outliers) rather than ``Axes.boxplot``,
+    whose seven artists per box made a 500-cell report's charts several times slower.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _figure([label_text(x) for x in labels])
+        boxes = [box_stats([100.0 * v / float(np.median(s)) for v in s]) for s in samples]
+        ys = np.arange(len(boxes), dtype=float)
+        half = 0.3
+        ax.add_collection(
+            PolyCollection(
+                [
+                    [(b.q1, y - half), (b.q3, y - half), (b.q3, y + half), (b.q1, y + half)]
+                    for b, y in zip(boxes, ys, strict=True)
+                ],
+                facecolors="#dbe4f0",
+                edgecolors="#222",
+                linewidths=0.6,
+            )
+        )
+        ax.hlines(
+            np.r_[ys, ys],
+            [b.low for b in boxes] + [b.q3 for b in boxes],
+            [b.q1 for b in boxes] + [b.high for b in boxes],
+            color="#222",
+            linewidth=0.6,
+        )
+        ax.vlines(
+            [b.low for b in boxes] + [b.high for b in boxes],
+            np.r_[ys, ys] - half / 2,
+            np.r_[ys, ys] + half / 2,
+            color="#222",
+            linewidth=0.6,
+        )
+        ax.vlines([b.median for b in boxes], ys - half, ys + half, color="#c44e52", linewidth=1.2)
+        out_x = [v for b in boxes for v in b.outliers]
+        out_y = [y for b, y in zip(boxes, ys, strict=True) for _ in b.outliers]
+        ax.scatter(out_x, out_y, s=3, facecolors="none", edgecolors="#222", linewidths=0.5)
+        ax.set_yticks(ys, [label_text(x) for x in labels])
+        ax.set_ylim(len(boxes) - 0.5, -0.5)  # first cell on top
+        ax.axvline(100.0, color="#888", linewidth=0.6, zorder=0)
+        ax.autoscale(axis="x")
+        ax.set_xlabel("every timed sample, % of the cell's median")
+        return to_svg(fig, prefix)
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    label: str  # the run's date, for the x axis
+    median: float
+    low: float
+    high: float
+    flagged: bool  # a significant regression beyond the threshold against the previous run
+
+
+@dataclass(frozen=True)
+class History:
+    title: str
+    points: tuple[HistoryPoint, ...]
+
+
+def history_chart(histories: Sequence[History], prefix: str, columns: int = 3) -> str:
+    """Small multiples: one panel per cell, its median (and interval) run after run; regressions red."""
+    rows = max(1, -(-len(histories) // columns))
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(WIDTH_IN, 1.9 * rows + 0.3), layout="constrained")
+        axes = fig.subplots(rows, columns, squeeze=False)
+        for ax, history in zip(axes.flat, histories, strict=False):
+            _history_panel(ax, history)
+        for ax in list(axes.flat)[len(histories) :]:
+            ax.set_visible(False)
+        return to_svg(fig, prefix)
+
+
+def _history_panel(ax: Axes, history: History) -> None:
+    xs = list(range(len(history.points)))
+    medians = [p.median for p in history.points]
+    err = [[p.median - p.low for p in history.points], [p.high - p.median for p in history.points]]
+    ax.errorbar(xs, medians, yerr=err, color="#4c72b0", marker="o", markersize=3, linewidth=1, capsize=2)
+    bad = [(x, p.median) for x, p in zip(xs, history.points, strict=True) if p.flagged]
+    if bad:
+        ax.scatter([b[0] for b in bad], [b[1] for b in bad], color="#c44e52", s=30, zorder=3, label="regression")
+    ax.set_title(label_text(history.title), fontsize=7)
+    ax.set_xticks(xs, [label_text(p.label) for p in history.points], rotation=30, fontsize=6, ha="right")
+    ax.set_xlim(-0.5, max(0.5, len(xs) - 0.5))
+    ax.set_ylabel("ms/img", fontsize=6)
+    ax.tick_params(axis="y", labelsize=6)

@@ -1,0 +1,369 @@
+"""Speedup ratios of medians, with a bootstrap interval and a Mann-Whitney U test (NumPy only).
+
+A ratio of two medians says nothing on its own: with 2 cores and a noisy neighbour, a 3%
+"speedup" is often noise. Each comparison therefore carries a percentile-bootstrap confidence
+interval on the ratio and a two-sided Mann-Whitney U p-value, and is marked significant only
+when both agree (p below ``ALPHA`` and an interval that excludes 1).
+
+Which cells are compared is derived from the results themselves: variants of one framework
+whose build facts name different math libraries, the modes of one variant, one framework on
+CPU and on CUDA, one build in a container and in a local environment. The test statistic
+mirrors SciPy's ``mannwhitneyu(method="auto")`` so the tests can check against it, but SciPy
+is not needed at run time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from frameworks.result import Result
+
+from .cells import (
+    GENERIC_LIBRARIES,
+    VENDOR_LIBRARIES,
+    effective_build,
+    head,
+    mode_rank,
+    per_image_samples,
+)
+
+ALPHA = 0.05
+CI_LEVEL = 0.95
+RESAMPLES = 2000
+SEED = 0  # fixed: the same files always give the same intervals (the golden report depends on it)
+EXACT_MAX_N = 8  # SciPy's rule: exact null distribution when a sample is this small and nothing ties
+_CHUNK_ELEMENTS = 2_000_000  # bootstrap matrix size per step, to bound memory for long sample lists
+
+FRAMEWORK_TITLES = {
+    "numpy": "NumPy",
+    "torch": "PyTorch",
+    "tensorflow": "TensorFlow",
+    "mxnet": "MXNet",
+    "onnxruntime": "ONNX Runtime",
+}
+# The seeds' mode comparisons, (baseline, candidate): a chain for TensorFlow, a star for torch.
+MODE_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "tensorflow": (("eager", "graph"), ("graph", "xla")),
+    "mxnet": (("imperative", "hybrid"),),
+    "torch": (("eager", "jit"), ("eager", "compile")),
+}
+GROUP_BUILD = "Build: vendor library vs portable library"
+GROUP_DEVICE = "CPU vs CUDA"
+GROUP_BACKEND = "Container vs local"
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How many times faster the candidate is than the baseline, at the median."""
+
+    ratio: float  # median(baseline) / median(candidate)
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_baseline: int
+    n_candidate: int
+
+    @property
+    def significant(self) -> bool:
+        """The rank test and the interval agree that the difference is not noise."""
+        return self.p_value < ALPHA and (self.ci_low > 1.0 or self.ci_high < 1.0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One drawn comparison: two cells that differ in exactly one respect."""
+
+    group: str  # the section it belongs to
+    title: str  # "oneDNN vs Eigen": candidate first
+    model: str
+    context: str  # what both cells share, e.g. "tensorflow / graph"
+    baseline_label: str
+    candidate_label: str
+    baseline: Result
+    candidate: Result
+    speedup: Speedup
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def rank_with_ties(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks (1-based) and the size of every tie group (1 for untied values)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, ordered.size])
+    average = starts + (counts + 1) / 2.0  # mean of 1-based ranks start+1 .. start+count
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat(average, counts)
+    return ranks, counts
+
+
+def mann_whitney_u(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U test: (U of ``a``, p-value).
+
+    Exact null distribution when one sample has at most 8 values and nothing ties, the normal
+    approximation with tie and continuity corrections otherwise (SciPy's ``method="auto"``).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n1, n2 = x.size, y.size
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both samples need at least one value")
+    ranks, ties = rank_with_ties(np.concatenate([x, y]))
+    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
+    u = max(u1, n1 * n2 - u1)
+    if min(n1, n2) <= EXACT_MAX_N and not np.any(ties > 1):
+        p = 2.0 * _exact_sf(round(u), n1, n2)
+    else:
+        p = 2.0 * _normal_sf(u, n1, n2, ties)
+    return u1, min(max(p, 0.0), 1.0)
+
+
+def _normal_sf(u: float, n1: int, n2: int, ties: np.ndarray) -> float:
+    """P(U >= u) under the normal approximation (tie-corrected variance, continuity 0.5)."""
+    n = n1 + n2
+    tie_term = float(np.sum(ties.astype(float) ** 3 - ties))
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+    if variance <= 0:
+        return 0.5  # every value equal: no evidence of a difference (p = 1 after doubling)
+    z = (u - n1 * n2 / 2.0 - 0.5) / math.sqrt(variance)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _exact_sf(u: int, n1: int, n2: int) -> float:
+    """P(U >= u) from the exact null distribution (no ties).
+
+    The counts of U are the coefficients of the Gaussian binomial [n1+n2 choose n1]_q, built as
+    prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i) with m = min(n1, n2): polynomial steps, no recursion.
+    """
+    m, n = min(n1, n2), max(n1, n2)
+    coeffs = np.zeros(m * n + 1)
+    coeffs[0] = 1.0
+    for i in range(1, m + 1):
+        shift = n + i
+        coeffs[shift:] -= coeffs[:-shift].copy()  # multiply by (1 - q^shift)
+        for k in range(i, coeffs.size):  # divide by (1 - q^i): a running sum with stride i
+            coeffs[k] += coeffs[k - i]
+    total = coeffs.sum()
+    return float(coeffs[u:].sum() / total) if u < coeffs.size else 0.0
+
+
+def bootstrap_ratio_ci(
+    baseline: np.ndarray,
+    candidate: np.ndarray,
+    resamples: int = RESAMPLES,
+    level: float = CI_LEVEL,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for median(baseline) / median(candidate).
+
+    Each side is resampled independently (the cells ran at different times), in chunks so a
+    cell with many thousands of samples does not need a huge matrix.
+    """
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(resamples)
+    size = max(baseline.size, candidate.size)
+    step = max(1, _CHUNK_ELEMENTS // size)
+    for start in range(0, resamples, step):
+        count = min(step, resamples - start)
+        base = np.median(baseline[rng.integers(0, baseline.size, (count, baseline.size))], axis=1)
+        cand = np.median(candidate[rng.integers(0, candidate.size, (count, candidate.size))], axis=1)
+        ratios[start : start + count] = base / cand
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def compare_samples(baseline: np.ndarray, candidate: np.ndarray) -> Speedup:
+    """The speedup of ``candidate`` over ``baseline`` (any time unit, the same for both)."""
+    if baseline.size < 2 or candidate.size < 2:
+        raise ValueError("a comparison needs at least two samples on each side")
+    low, high = bootstrap_ratio_ci(baseline, candidate)
+    _, p = mann_whitney_u(baseline, candidate)
+    return Speedup(
+        ratio=float(np.median(baseline) / np.median(candidate)),
+        ci_low=low,
+        ci_high=high,
+        p_value=p,
+        n_baseline=int(baseline.size),
+        n_candidate=int(candidate.size),
+    )
+
+
+# --- which cells to compare ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pair:
+    group: str
+    title: str
+    context: str
+    baseline: Result
+    candidate: Result
+    baseline_label: str
+    candidate_label: str
+
+
+def find_comparisons(results: Iterable[Result], show_backend: bool = False) -> tuple[list[Comparison], list[str]]:
+    """Every comparison the data supports, and notes on the ones it cannot support.
+
+    ``show_backend`` names the backend in each context, for runs that hold container and local cells.
+    """
+    usable = [r for r in results if r.status == "ok" and per_image_samples(r).size >= 2]
+    notes: list[str] = []
+    pairs = build_pairs(usable, notes) + mode_pairs(usable) + device_pairs(usable) + backend_pairs(usable)
+    if show_backend:
+        pairs = [_with_backend(p) for p in pairs]
+    return [_measure(pair) for pair in pairs], notes
+
+
+def _with_backend(pair: _Pair) -> _Pair:
+    if pair.group == GROUP_BACKEND:
+        return pair  # the backend is what differs: the labels already say which is which
+    return replace(pair, context=f"{pair.context} ({pair.baseline.backend or 'unknown backend'})")
+
+
+def _measure(pair: _Pair) -> Comparison:
+    speedup = compare_samples(per_image_samples(pair.baseline), per_image_samples(pair.candidate))
+    return Comparison(
+        group=pair.group,
+        title=pair.title,
+        model=pair.baseline.model,
+        context=pair.context,
+        baseline_label=pair.baseline_label,
+        candidate_label=pair.candidate_label,
+        baseline=pair.baseline,
+        candidate=pair.candidate,
+        speedup=speedup,
+    )
+
+
+def _group_by(results: Iterable[Result], key: Callable[[Result], Hashable]) -> dict[Hashable, list[Result]]:
+    groups: dict[Hashable, list[Result]] = defaultdict(list)
+    for result in results:
+        groups[key(result)].append(result)
+    return groups
+
+
+def _library_rank(label: str) -> int:
+    """Vendor libraries first, portable ones after, anything else last: the candidate ranks lower."""
+    order = (*VENDOR_LIBRARIES, *GENERIC_LIBRARIES)
+    return order.index(label) if label in order else len(order)
+
+
+def build_pairs(results: list[Result], notes: list[str]) -> list[_Pair]:
+    """Variants of one framework, device, backend and mode whose build facts name different libraries.
+
+    Two variants that report the same library in effect are not compared (the build switch did
+    not take); that is said in a note, once per pair of variants.
+    """
+    pairs: list[_Pair] = []
+    noted: set[tuple[str, str]] = set()
+    by_cell = _group_by(results, lambda r: (r.framework, r.device, r.backend, r.mode, r.model))
+    for cell in by_cell.values():
+        for one, two in itertools.combinations(sorted(cell, key=head), 2):
+            pair = _build_pair(one, two, noted, notes)
+            if pair is not None:
+                pairs.append(pair)
+    return pairs
+
+
+def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: list[str]) -> _Pair | None:
+    if head(one) == head(two):
+        return None
+    first, second = effective_build(one), effective_build(two)
+    if first is None or second is None or first == second:
+        if (head(one), head(two)) not in noted:
+            noted.add((head(one), head(two)))
+            notes.append(
+                f"{head(one)} and {head(two)} report the same math library in effect "
+                f"({first or 'not stated'}): no build comparison drawn"
+            )
+        return None
+    if _library_rank(second) < _library_rank(first):
+        one, two, first, second = two, one, second, first
+    return _Pair(
+        GROUP_BUILD,
+        f"{first} vs {second}",
+        f"{FRAMEWORK_TITLES.get(one.framework, one.framework)} / {one.mode}",
+        baseline=two,
+        candidate=one,
+        baseline_label=f"{head(two)} ({second})",
+        candidate_label=f"{head(one)} ({first})",
+    )
+
+
+def mode_group(framework: str) -> str:
+    """The section title for a framework's mode comparisons, e.g. 'TensorFlow: graph vs eager, xla vs graph'."""
+    title = FRAMEWORK_TITLES.get(framework, framework)
+    pairs = MODE_PAIRS.get(framework)
+    if pairs is None:
+        return f"{title}: modes"
+    return f"{title}: " + ", ".join(f"{candidate} vs {baseline}" for baseline, candidate in pairs)
+
+
+def _mode_pairs_for(framework: str, modes: Iterable[str]) -> list[tuple[str, str]]:
+    """The seeds' pairs for known frameworks; otherwise every mode against the framework's first."""
+    if framework in MODE_PAIRS:
+        return list(MODE_PAIRS[framework])
+    ordered = sorted(modes, key=lambda m: (mode_rank(framework, m), m))
+    return [(ordered[0], other) for other in ordered[1:]]
+
+
+def mode_pairs(results: list[Result]) -> list[_Pair]:
+    """The modes of one variant (same backend, device, model) against each other."""
+    pairs: list[_Pair] = []
+    by_variant = _group_by(results, lambda r: (head(r), r.backend, r.framework, r.device, r.model))
+    for cell in by_variant.values():
+        by_mode = {r.mode: r for r in cell}
+        framework = cell[0].framework
+        for baseline, candidate in _mode_pairs_for(framework, by_mode):
+            if baseline in by_mode and candidate in by_mode:
+                base, cand = by_mode[baseline], by_mode[candidate]
+                pairs.append(
+                    _Pair(
+                        mode_group(framework), f"{candidate} vs {baseline}", head(base), base, cand, baseline, candidate
+                    )
+                )
+    return pairs
+
+
+def device_pairs(results: list[Result]) -> list[_Pair]:
+    """One framework and mode on the CPU and on a GPU; every CPU build against every GPU one."""
+    pairs: list[_Pair] = []
+    for cell in _group_by(results, lambda r: (r.framework, r.backend, r.mode, r.model)).values():
+        cpus = sorted((r for r in cell if r.device == "cpu"), key=head)
+        gpus = sorted((r for r in cell if r.device != "cpu"), key=head)
+        for cpu, gpu in itertools.product(cpus, gpus):
+            context = f"{FRAMEWORK_TITLES.get(cpu.framework, cpu.framework)} / {cpu.mode}"
+            pairs.append(_Pair(GROUP_DEVICE, f"{gpu.device} vs cpu", context, cpu, gpu, head(cpu), head(gpu)))
+    return pairs
+
+
+def backend_pairs(results: list[Result]) -> list[_Pair]:
+    """One build in a container and in a local environment (the container's cost, or gain)."""
+    pairs: list[_Pair] = []
+    key = lambda r: (r.framework, r.device, r.mode, r.model, effective_build(r))
+    for cell in _group_by(results, key).values():
+        local = sorted((r for r in cell if r.backend == "local"), key=head)
+        docker = sorted((r for r in cell if r.backend == "docker"), key=head)
+        for loc, dock in itertools.product(local, docker):
+            context = f"{FRAMEWORK_TITLES.get(loc.framework, loc.framework)} / {loc.mode} ({loc.device})"
+            pairs.append(
+                _Pair(
+                    GROUP_BACKEND,
+                    "docker vs local",
+                    context,
+                    loc,
+                    dock,
+                    f"{head(loc)} (local)",
+                    f"{head(dock)} (docker)",
+                )
+            )
+    return pairs

@@ -1,0 +1,369 @@
+"""What a report says, computed once and rendered twice (Markdown and HTML).
+
+Everything here is plain data with unescaped text: each renderer escapes for its own format, so
+there is exactly one place per format where escaping happens.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from frameworks.result import Result, RunInfo
+
+from . import fmt
+from .cells import (
+    Figures,
+    build_mismatch,
+    effective_build,
+    figures,
+    head,
+    matmul_peak,
+    mixed_backends,
+    model_order,
+    model_title,
+    row_label,
+    row_sort_key,
+)
+from .compare import FRAMEWORK_TITLES, Comparison, find_comparisons
+from .load import LoadProblem, Run
+
+
+@dataclass(frozen=True)
+class CellView:
+    """One result with its row label and figures (None unless it ran and has timings)."""
+
+    result: Result
+    label: str
+    figures: Figures | None
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    view: CellView
+    fastest: bool  # fastest verified cell for this model on this device
+    warnings: tuple[str, ...]  # what to flag beside the figures, as the result words it
+
+    @property
+    def status(self) -> str:
+        return self.view.result.status
+
+    @property
+    def reason(self) -> str:
+        return self.view.result.error or "no reason recorded"
+
+    @property
+    def mismatch(self) -> bool:
+        return self.view.result.verified is False
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    label: str
+    cells: tuple[MatrixCell | None, ...]  # one per model, None where the cell did not run
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One line of the LeNet-5 study's table: framework, params, latency, FPS, FLOPs, GFLOP/s."""
+
+    framework: str
+    cell: str
+    params: str
+    latency: str
+    fps: str
+    flops: str
+    gflops: str
+    peak_share: str
+
+
+@dataclass(frozen=True)
+class StudyTable:
+    model: str
+    title: str
+    rows: tuple[StudyRow, ...]
+    peak_note: str
+
+
+@dataclass(frozen=True)
+class ComparisonGroup:
+    title: str
+    comparisons: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class VariantFacts:
+    """What one variant ran as: image, versions, and the build facts its framework reported."""
+
+    name: str
+    framework: str
+    device: str
+    image_id: str
+    cpus: str
+    gpu: str
+    in_effect: str
+    build: tuple[Fact, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    subtitle: str
+    run: Run
+    counts: tuple[Fact, ...]
+    models: tuple[str, ...]
+    model_titles: tuple[str, ...]
+    cells: tuple[CellView, ...]
+    matrix: tuple[MatrixRow, ...]
+    studies: tuple[StudyTable, ...]
+    groups: tuple[ComparisonGroup, ...]
+    run_facts: tuple[Fact, ...]
+    host_facts: tuple[Fact, ...]
+    settings: tuple[Fact, ...]
+    variants: tuple[VariantFacts, ...]
+    command: str | None
+    notes: tuple[str, ...]
+    problems: tuple[LoadProblem, ...]
+
+
+def build_report(run: Run) -> Report:
+    """Everything both renderers need, from the loaded run alone."""
+    show_backend = mixed_backends(run.results)
+    ordered = sorted(run.results, key=row_sort_key)
+    cells = tuple(CellView(r, row_label(r, show_backend), figures(r)) for r in ordered)
+    models = tuple(model_order(r.model for r in run.results))
+    comparisons, comparison_notes = find_comparisons(ordered, show_backend)
+    return Report(
+        title=f"Inference speed matrix: {run.run_id}",
+        subtitle=_subtitle(run),
+        run=run,
+        counts=_counts(run.results),
+        models=models,
+        model_titles=tuple(model_title(m) for m in models),
+        cells=cells,
+        matrix=matrix_rows(cells, models),
+        studies=tuple(study_table(cells, model, run.info) for model in models),
+        groups=comparison_groups(comparisons),
+        run_facts=tuple(run_facts(run)),
+        host_facts=tuple(host_facts(run)),
+        settings=tuple(Fact(k, v) for k, v in sorted(run.info.settings.items())) if run.info else (),
+        variants=tuple(variant_facts(cells, run.info, show_backend)),
+        command=run.info.command if run.info is not None else None,
+        notes=tuple(_notes(run, comparison_notes)),
+        problems=run.problems,
+    )
+
+
+def _subtitle(run: Run) -> str:
+    gpus = sorted({r.environment.gpu for r in run.results if r.environment is not None and r.environment.gpu})
+    if run.info is not None and run.info.host.gpu and run.info.host.gpu not in gpus:
+        gpus.insert(0, run.info.host.gpu)
+    return " · ".join([run.cpu_model, *gpus])
+
+
+def _counts(results: tuple[Result, ...]) -> tuple[Fact, ...]:
+    tally = Counter(r.status for r in results)
+    return tuple(Fact(status, str(tally.get(status, 0))) for status in ("ok", "failed", "skipped"))
+
+
+# --- the matrix ---------------------------------------------------------------------------------
+
+
+def matrix_rows(cells: tuple[CellView, ...], models: tuple[str, ...]) -> tuple[MatrixRow, ...]:
+    """One row per variant and mode, one column per model, in the cells' sorted order."""
+    fastest = fastest_cells(cells)
+    rows: dict[str, dict[str, CellView]] = {}
+    for view in cells:
+        rows.setdefault(view.label, {})[view.result.model] = view
+    return tuple(
+        MatrixRow(label, tuple(_matrix_cell(by_model.get(m), fastest) for m in models))
+        for label, by_model in rows.items()
+    )
+
+
+def _matrix_cell(view: CellView | None, fastest: set[int]) -> MatrixCell | None:
+    if view is None:
+        return None
+    return MatrixCell(view, id(view) in fastest, cell_warnings(view.result))
+
+
+def fastest_cells(cells: tuple[CellView, ...]) -> set[int]:
+    """The fastest cell per model and device, among cells whose output matched the reference.
+
+    Per device because a GPU would otherwise win every column and the CPU race would go unmarked.
+    """
+    best: dict[tuple[str, str], CellView] = {}
+    for view in cells:
+        if view.figures is None or view.result.verified is False:
+            continue
+        key = (view.result.model, view.result.device)
+        if key not in best or view.figures.median_ms < best[key].figures.median_ms:  # type: ignore[union-attr]
+            best[key] = view
+    return {id(v) for v in best.values()}
+
+
+def cell_warnings(result: Result) -> tuple[str, ...]:
+    """The result's own warnings, plus a mismatch line when it failed verification without saying so."""
+    found = list(result.warnings)
+    if result.verified is False and not any("reference" in w for w in found):
+        error = f" (max error {result.max_error:.3g})" if result.max_error is not None else ""
+        found.insert(0, f"output does not match the reference{error}")
+    return tuple(found)
+
+
+# --- the study table ----------------------------------------------------------------------------
+
+
+def study_table(cells: tuple[CellView, ...], model: str, info: RunInfo | None) -> StudyTable:
+    """The LeNet-5 study's columns for one model, fastest first."""
+    timed = sorted((v for v in cells if v.result.model == model and v.figures is not None), key=_median)
+    peaks = {p for v in timed if v.result.device == "cpu" and (p := matmul_peak(v.result, info)) is not None}
+    if peaks:
+        note = "float32 matmul peak measured in this run: " + ", ".join(f"{fmt.sig(p)} GFLOP/s" for p in sorted(peaks))
+    else:
+        note = "no float32 matmul peak was measured in this run, so no share of peak is shown"
+    return StudyTable(model, model_title(model), tuple(_study_row(v, info) for v in timed), note)
+
+
+def _median(view: CellView) -> float:
+    return view.figures.median_ms if view.figures is not None else float("inf")
+
+
+def _study_row(view: CellView, info: RunInfo | None) -> StudyRow:
+    result, figs = view.result, view.figures
+    assert figs is not None
+    peak = matmul_peak(result, info) if result.device == "cpu" else None
+    share = fmt.percent(100.0 * figs.gflops / peak) if peak is not None and figs.gflops is not None else "—"
+    return StudyRow(
+        framework=f"{FRAMEWORK_TITLES.get(result.framework, result.framework)} {result.version or ''}".strip(),
+        cell=view.label,
+        params=fmt.count(result.params) if result.params > 0 else "—",
+        latency=fmt.sig(figs.median_ms),
+        fps=fmt.sig(figs.images_per_s),
+        flops=fmt.si(result.flops, "FLOP") if result.flops > 0 else "—",
+        gflops=fmt.sig(figs.gflops) if figs.gflops is not None else "—",
+        peak_share=share,
+    )
+
+
+# --- comparisons ----------------------------------------------------------------------------------
+
+
+def comparison_groups(comparisons: list[Comparison]) -> tuple[ComparisonGroup, ...]:
+    """Comparisons by section, in the order they were found (build, modes, device, backend)."""
+    groups: dict[str, list[Comparison]] = defaultdict(list)
+    for comparison in comparisons:
+        groups[comparison.group].append(comparison)
+    return tuple(ComparisonGroup(title, tuple(items)) for title, items in groups.items())
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+
+def run_facts(run: Run) -> list[Fact]:
+    info = run.info
+    if info is None:
+        return [Fact("Run", run.run_id), Fact("run.json", "missing or unreadable")]
+    facts = [Fact("Run", info.run_id), Fact("Backend", info.backend), Fact("Started", info.started_at)]
+    facts.append(Fact("Finished", info.finished_at or "not recorded (interrupted?)"))
+    duration = _duration(info.started_at, info.finished_at)
+    if duration is not None:
+        facts.append(Fact("Duration", duration))
+    facts.append(Fact("Docker engine", info.docker_version or "—"))
+    return facts
+
+
+def _duration(start: str, end: str | None) -> str | None:
+    if end is None:
+        return None
+    try:
+        seconds = (_parse_time(end) - _parse_time(start)).total_seconds()
+    except ValueError:
+        return None
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def host_facts(run: Run) -> list[Fact]:
+    """The machine as run.json recorded it (the host, not a container's view of it)."""
+    if run.info is None:
+        return [Fact("CPU model", run.cpu_model)]
+    host, info = run.info.host, run.info
+    facts = [
+        Fact("CPU model", host.cpu_model),
+        Fact("Logical CPUs", str(host.cpu_count)),
+        Fact("CPUs available (cpuset)", f"{host.cpus_available} ({host.cpuset})"),
+        Fact("Memory", fmt.gib(host.memory_bytes)),
+        Fact("GPU", host.gpu or "none"),
+        Fact("OS", host.os),
+        Fact("Python", host.python),
+    ]
+    if host.load_avg_1m is not None:
+        facts.append(Fact("Load average (1 min) at start", f"{host.load_avg_1m:.2f}"))
+    peak = info.matmul_peak_gflops or host.matmul_peak_gflops
+    facts.append(Fact("float32 matmul peak", f"{fmt.sig(peak)} GFLOP/s" if peak else "not measured"))
+    return facts
+
+
+def variant_facts(cells: tuple[CellView, ...], info: RunInfo | None, show_backend: bool) -> list[VariantFacts]:
+    """One entry per variant (and backend): what its cells report about image, CPUs and build."""
+    by_variant: dict[str, list[Result]] = {}
+    for view in cells:
+        name = head(view.result) + (f" ({view.result.backend or 'unknown backend'})" if show_backend else "")
+        by_variant.setdefault(name, []).append(view.result)
+    return [_variant(name, results, info) for name, results in by_variant.items()]
+
+
+def _variant(name: str, results: list[Result], info: RunInfo | None) -> VariantFacts:
+    first = results[0]
+    envs = [r.environment for r in results if r.environment is not None]
+    image = _distinct(e.image_id for e in envs)
+    if first.backend != "local" and info is not None and first.variant in info.images:
+        image = info.images[first.variant]  # the runner's record of what it started wins
+    versions = _distinct(r.version for r in results)
+    return VariantFacts(
+        name=name,
+        framework=f"{FRAMEWORK_TITLES.get(first.framework, first.framework)} {versions}".strip(),
+        device=first.device,
+        image_id=image or ("— (local)" if first.backend == "local" else "—"),
+        cpus=_distinct(f"{e.cpus_available} ({e.cpuset})" for e in envs) or "—",
+        gpu=_distinct(e.gpu for e in envs) or "—",
+        in_effect=_distinct(effective_build(r) for r in results) or "not stated",
+        build=tuple(_build_facts(results)),
+    )
+
+
+def _distinct(values: Iterable[object]) -> str:
+    """Distinct non-empty values joined: a variant whose cells disagree shows every value."""
+    seen: list[str] = []
+    for value in values:
+        if value and str(value) not in seen:
+            seen.append(str(value))
+    return " / ".join(seen)
+
+
+def _build_facts(results: list[Result]) -> list[Fact]:
+    keys = sorted({k for r in results for k in r.build})
+    return [Fact(k, _distinct(r.build.get(k) for r in results)) for k in keys]
+
+
+def _notes(run: Run, comparison_notes: list[str]) -> list[str]:
+    notes = list(comparison_notes)
+    for mismatch in sorted({m for r in run.results if (m := build_mismatch(r)) is not None}):
+        notes.append(mismatch)
+    cpus = sorted({r.environment.cpu_model for r in run.results if r.environment is not None})
+    if run.info is not None and any(c != run.info.host.cpu_model for c in cpus):
+        notes.append(f"cells report other CPU models than the host ({', '.join(cpus)})")
+    return notes

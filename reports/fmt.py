@@ -1,0 +1,55 @@
+"""Number formatting shared by the Markdown and HTML reports, so both pages say the same thing."""
+
+from __future__ import annotations
+
+import math
+
+
+def sig(value: float, digits: int = 3) -> str:
+    """``digits`` significant figures without an exponent: 0.000312, 12.3, 412, 1,234."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
+
+
+def ms(value: float) -> str:
+    return f"{sig(value)} ms"
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def si(value: float, unit: str) -> str:
+    """1.54e10 FLOP -> '15.4 GFLOP'."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{sig(value / factor)} {prefix}{unit}"
+    return f"{sig(value)} {unit}"
+
+
+def gib(value: int) -> str:
+    return f"{value / 2**30:.1f} GiB"
+
+
+def ratio(value: float) -> str:
+    return f"{value:.2f}×"
+
+
+def interval(low: float, high: float) -> str:
+    return f"{low:.2f}–{high:.2f}"
+
+
+def p_value(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def percent(value: float) -> str:
+    return f"{value:.1f}%"
+
+
+def signed_percent(value: float) -> str:
+    return f"{value:+.1f}%"

@@ -1,0 +1,100 @@
+"""The self-contained HTML report: jinja2 templates with autoescaping, charts inlined as SVG.
+
+Autoescaping is on for every template, so any string from a result file (an error message, a
+build fact, a variant name) is text on the page, never markup. The only strings marked safe are
+the SVG documents matplotlib wrote, whose text matplotlib escapes itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from . import charts, fmt
+from .cells import model_title
+from .content import CellView, ComparisonGroup, Report
+from .markdown import comparison_legend
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """One jinja2 environment: autoescape on for every template, undefined names are errors."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals.update(fmt=fmt, model_title=model_title, zip=zip)
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)
+
+
+@dataclass(frozen=True)
+class ReportCharts:
+    """Inline SVG charts by model (latency, samples) and by comparison group (speedups)."""
+
+    latency: dict[str, Markup] = field(default_factory=dict)
+    samples: dict[str, Markup] = field(default_factory=dict)
+    speedups: dict[str, Markup] = field(default_factory=dict)
+
+
+def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts:
+    """Every chart of one report; ids are numbered, never taken from result strings."""
+    built = ReportCharts()
+    for i, model in enumerate(report.models):
+        timed = [v for v in report.cells if v.result.model == model and v.figures is not None]
+        if not timed:
+            continue
+        built.latency[model] = Markup(charts.latency_chart(_latency_bars(timed), f"lat{i}", log_scale))
+        with_samples = [v for v in timed if v.figures is not None and v.figures.samples_ms.size]
+        if with_samples:
+            built.samples[model] = Markup(_samples_svg(with_samples, f"box{i}"))
+    for i, group in enumerate(report.groups):
+        built.speedups[group.title] = Markup(_speedup_svg(group, f"spd{i}"))
+    return built
+
+
+def _latency_bars(views: list[CellView]) -> list[charts.Bar]:
+    bars = []
+    for view in views:
+        figs = view.figures
+        assert figs is not None
+        bars.append(charts.Bar(view.label, figs.median_ms, figs.ci_low_ms, figs.ci_high_ms, view.result.framework))
+    return bars
+
+
+def _samples_svg(views: list[CellView], prefix: str) -> str:
+    samples = [v.figures.samples_ms.tolist() for v in views if v.figures is not None]
+    labels = [f"{v.label} · {fmt.ms(v.figures.median_ms)}" for v in views if v.figures is not None]
+    return charts.samples_chart(labels, samples, prefix)
+
+
+def _speedup_svg(group: ComparisonGroup, prefix: str) -> str:
+    labels = [f"{model_title(c.model)} · {c.context} · {c.title}" for c in group.comparisons]
+    return charts.speedup_chart(group.comparisons, labels, prefix)
+
+
+def render_html(report: Report, report_charts_: ReportCharts | None = None, home_href: str | None = None) -> str:
+    """The report as one HTML document (charts are drawn here unless given)."""
+    drawn = report_charts_ if report_charts_ is not None else report_charts(report)
+    return render_template(
+        "report.html.j2",
+        page_title=report.title,
+        report=report,
+        charts=drawn,
+        comparison_legend=comparison_legend(),
+        home_href=home_href,
+    )

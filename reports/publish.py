@@ -1,0 +1,292 @@
+"""The static site: an index of runs, one page per run, ``latest/``, and per-machine history.
+
+Timings are only comparable on the same hardware, so runs are grouped by CPU model: each
+machine gets its own section on the index and its own history page, and no table ever holds
+runs from two CPU models. On a history page every cell is charted run after run, and the
+latest run is tested against the one before it: slower by more than ``REGRESSION`` *and*
+significant (Mann-Whitney U and bootstrap interval) is flagged as a regression.
+
+Layout (ready for GitHub Pages; ``.nojekyll`` keeps Pages from filtering files)::
+
+    SITE/index.html
+    SITE/latest/index.html, report.html, report.md      the newest run
+    SITE/runs/<run>/report.html, report.md               every run
+    SITE/machines/<cpu>.html                             history for one CPU model
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from markupsafe import Markup
+
+from frameworks.result import Result
+
+from . import charts, fmt
+from .cells import figures, head, mixed_backends, model_order, model_title, per_image_samples, row_sort_key
+from .compare import Speedup, compare_samples
+from .html import render_template
+from .load import Run, load_run
+from .render import HTML_NAME, write_reports
+
+REGRESSION = 0.05  # slower by more than 5% (and significant) is a regression
+MARKER = ".dlbench-site"  # written into every site, so a re-publish may clear what it made before
+OWNED = ("index.html", "latest", "runs", "machines")
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+HistoryKey = tuple[str, str, str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class SiteRun:
+    run: Run
+    slug: str
+
+    @property
+    def href(self) -> str:
+        return f"runs/{self.slug}/{HTML_NAME}"
+
+    @property
+    def counts(self) -> str:
+        statuses = [r.status for r in self.run.results]
+        return ", ".join(f"{statuses.count(s)} {s}" for s in ("ok", "failed", "skipped"))
+
+    @property
+    def gpu(self) -> str:
+        info = self.run.info
+        gpus = {r.environment.gpu for r in self.run.results if r.environment is not None and r.environment.gpu}
+        if info is not None and info.host.gpu:
+            gpus.add(info.host.gpu)
+        return ", ".join(sorted(gpus)) or "none"
+
+
+@dataclass(frozen=True)
+class Change:
+    """The latest run of a cell against the run before it."""
+
+    title: str
+    runs: int
+    previous_run: str
+    previous_ms: float
+    latest_run: str
+    latest_ms: float
+    slowdown: Speedup  # ratio = median(latest) / median(previous): above 1 is slower
+
+    @property
+    def percent(self) -> float:
+        return (self.slowdown.ratio - 1.0) * 100.0
+
+    @property
+    def flag(self) -> str:
+        return classify(self.slowdown)
+
+
+@dataclass(frozen=True)
+class MachineModel:
+    model: str
+    title: str
+    chart: Markup
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu_model: str
+    slug: str
+    runs: tuple[SiteRun, ...]  # newest first
+    models: tuple[MachineModel, ...] = ()
+
+    @property
+    def href(self) -> str:
+        return f"machines/{self.slug}.html"
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for m in self.models for c in m.changes if c.flag == "regression"]
+
+
+def classify(slowdown: Speedup) -> str:
+    """'regression', 'improvement', or '' (within the threshold, or not significant)."""
+    if not slowdown.significant:
+        return ""
+    if slowdown.ratio > 1.0 + REGRESSION:
+        return "regression"
+    if slowdown.ratio < 1.0 / (1.0 + REGRESSION):
+        return "improvement"
+    return ""
+
+
+def publish_site(run_dirs: list[Path], site_dir: Path) -> Path:
+    """Build the site from run directories; returns the path of its index.html.
+
+    Refuses a non-empty ``site_dir`` it did not create, so a typo cannot clear unrelated files.
+    """
+    site_dir = Path(site_dir)
+    runs = sorted((load_run(Path(d)) for d in run_dirs), key=lambda r: (r.started_at, r.run_id), reverse=True)
+    site_runs = [SiteRun(run, slug) for run, slug in zip(runs, unique_slugs([r.run_id for r in runs]), strict=True)]
+    prepare_site(site_dir)
+    for i, site_run in enumerate(site_runs):
+        targets: list[tuple[Path, str | None]] = [(site_dir / "runs" / site_run.slug, "../../index.html")]
+        if i == 0:
+            targets.append((site_dir / "latest", "../index.html"))
+        write_reports(site_run.run, targets)
+    if site_runs:
+        shutil.copyfile(site_dir / "latest" / HTML_NAME, site_dir / "latest" / "index.html")
+    machines = [build_machine(m) for m in group_machines(site_runs)]
+    for machine in machines:
+        write_machine_page(machine, site_dir)
+    index = site_dir / "index.html"
+    index.write_text(
+        render_template(
+            "index.html.j2",
+            page_title="Inference speed matrix: runs",
+            machines=machines,
+            latest=site_runs[:1],
+            home_href=None,
+        ),
+        encoding="utf-8",
+    )
+    return index
+
+
+def prepare_site(site_dir: Path) -> None:
+    """Create the directory, or clear what an earlier publish wrote there (and nothing else)."""
+    if site_dir.exists() and any(site_dir.iterdir()) and not (site_dir / MARKER).exists():
+        raise ValueError(f"{site_dir}: not empty and not a site this command made; choose an empty directory")
+    site_dir.mkdir(parents=True, exist_ok=True)
+    for name in OWNED:
+        path = site_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (site_dir / MARKER).write_text("made by reports.publish_site; its index, latest, runs, machines are rewritten\n")
+    (site_dir / ".nojekyll").write_text("")
+
+
+def slug(text: str, fallback: str = "run") -> str:
+    """A file name from any string: no path separators, no leading dots, bounded length."""
+    cleaned = _SLUG.sub("-", text).strip(".-")[:80]
+    return cleaned or fallback
+
+
+def unique_slugs(names: list[str]) -> list[str]:
+    """Slugs in order, numbered where two runs would share one."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        base = slug(name)
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
+
+
+def machine_slug(cpu_model: str) -> str:
+    """Readable and collision-free: two CPU names that clean to the same text still differ."""
+    digest = hashlib.sha256(cpu_model.encode()).hexdigest()[:8]
+    return f"{slug(cpu_model, 'machine')[:60]}-{digest}"
+
+
+def group_machines(site_runs: list[SiteRun]) -> list[Machine]:
+    """Runs by CPU model, machines ordered by their newest run (runs stay newest first)."""
+    groups: dict[str, list[SiteRun]] = defaultdict(list)
+    for site_run in site_runs:
+        groups[site_run.run.cpu_model].append(site_run)
+    return [Machine(cpu, machine_slug(cpu), tuple(runs)) for cpu, runs in groups.items()]
+
+
+# --- history on one machine -------------------------------------------------------------------
+
+
+def history_key(result: Result) -> HistoryKey:
+    """A cell across runs: variant, backend, framework, mode, model, device, and the GPU it ran on."""
+    gpu = result.environment.gpu if result.device != "cpu" and result.environment is not None else None
+    return (head(result), result.backend or "", result.framework, result.mode, result.model, result.device, gpu or "")
+
+
+def build_machine(machine: Machine) -> Machine:
+    """Collect every cell's history on this machine (oldest run first) and test each latest change."""
+    oldest_first = list(reversed(machine.runs))
+    series: dict[HistoryKey, list[tuple[SiteRun, Result]]] = defaultdict(list)
+    for site_run in oldest_first:
+        for result in site_run.run.results:
+            if result.status == "ok" and per_image_samples(result).size >= 2:
+                series[history_key(result)].append((site_run, result))
+    show_backend = mixed_backends(r for run in machine.runs for r in run.run.results)
+    models = model_order(key[4] for key in series)
+    built = tuple(_machine_model(i, model, series, show_backend) for i, model in enumerate(models))
+    return Machine(machine.cpu_model, machine.slug, machine.runs, built)
+
+
+def _title(result: Result, show_backend: bool) -> str:
+    title = f"{head(result)} / {result.mode}"
+    return f"{title} ({result.backend or 'unknown backend'})" if show_backend else title
+
+
+def _machine_model(
+    index: int, model: str, series: dict[HistoryKey, list[tuple[SiteRun, Result]]], show_backend: bool
+) -> MachineModel:
+    keys = sorted((k for k in series if k[4] == model), key=lambda k: row_sort_key(series[k][-1][1]))
+    histories, changes = [], []
+    for key in keys:
+        points = series[key]
+        title = _title(points[-1][1], show_backend)
+        steps = [_step(before[1], after[1]) for before, after in itertools.pairwise(points)]
+        histories.append(
+            charts.History(title, tuple(_point(p, s) for p, s in zip(points, [None, *steps], strict=True)))
+        )
+        if steps:
+            (prev_run, prev), (last_run, last) = points[-2], points[-1]
+            changes.append(
+                Change(
+                    title,
+                    len(points),
+                    prev_run.run.run_id,
+                    _median_ms(prev),
+                    last_run.run.run_id,
+                    _median_ms(last),
+                    steps[-1],
+                )
+            )
+    chart = Markup(charts.history_chart(histories, f"hist{index}")) if histories else Markup("")
+    return MachineModel(model, model_title(model), chart, tuple(changes))
+
+
+def _step(before: Result, after: Result) -> Speedup:
+    """median(after) / median(before), with its interval and p-value: above 1 means slower."""
+    return compare_samples(per_image_samples(after), per_image_samples(before))
+
+
+def _median_ms(result: Result) -> float:
+    figs = figures(result)
+    return figs.median_ms if figs is not None else float("nan")
+
+
+def _point(entry: tuple[SiteRun, Result], step: Speedup | None) -> charts.HistoryPoint:
+    site_run, result = entry
+    figs = figures(result)
+    assert figs is not None
+    when = site_run.run.started_at[:16].replace("T", " ") or site_run.run.run_id
+    flagged = step is not None and classify(step) == "regression"
+    return charts.HistoryPoint(when, figs.median_ms, figs.ci_low_ms, figs.ci_high_ms, flagged)
+
+
+def write_machine_page(machine: Machine, site_dir: Path) -> Path:
+    path = site_dir / machine.href
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html = render_template(
+        "machine.html.j2",
+        page_title=f"History: {machine.cpu_model}",
+        machine=machine,
+        threshold=REGRESSION,
+        fmt=fmt,
+        home_href="../index.html",
+    )
+    path.write_text(html, encoding="utf-8")
+    return path

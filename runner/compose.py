@@ -1,0 +1,130 @@
+"""docker-compose.yml, generated from the catalog: one service per variant.
+
+The file is committed so that ``docker-compose up <variant>`` works without the runner; a test
+regenerates it and fails when it is stale. The YAML is written by hand (block mappings, every
+string JSON-quoted, which YAML reads the same), so the host needs no YAML library, and it keeps to
+what both docker-compose 1.29 (Debian's) and Compose v2 accept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .catalog import REPO_ROOT, Catalog, Variant
+from .images import catalog_build_args
+
+COMPOSE_PATH = REPO_ROOT / "docker-compose.yml"
+RESULTS = "/results"
+HEADER = """\
+# Generated from docker/catalog.toml by runner/compose.py (python -m runner compose): do not edit.
+# One service per variant; the runner builds these images itself (python -m runner build), compose
+# can too: where no registry answers, build on the Debian-built base image:
+#   DLBENCH_BASE_IMAGE=dlbench/base:bookworm docker-compose build cpu-numpy-openblas
+#   mkdir -p results && DLBENCH_USER=$(id -u):$(id -g) docker-compose up cpu-numpy-openblas
+"""
+BASE_IMAGE_VAR = "DLBENCH_BASE_IMAGE"
+USER_VAR = "DLBENCH_USER"
+IMAGE_USER = "10001:10001"  # the unprivileged user the Dockerfiles create
+
+
+class ComposeError(ValueError):
+    """A variant the compose file cannot express: one line."""
+
+
+def service_command(variant: Variant) -> list[str]:
+    """Only this variant's framework (``--all`` with ``--framework``), on its device, into its own file."""
+    command = ["python", "-m", "frameworks.predict", "--framework", variant.framework, "--all"]
+    command += ["--device", variant.device]
+    framework_modes = _framework_modes(variant.framework)
+    if tuple(variant.modes) != framework_modes:
+        if len(variant.modes) != 1:
+            raise ComposeError(
+                f"variant {variant.name}: predict takes one --mode or all of them; "
+                f"{', '.join(variant.modes)} is neither"
+            )
+        command += ["--mode", variant.modes[0]]
+    return [*command, "--output", f"{RESULTS}/{variant.name}.jsonl"]
+
+
+def _framework_modes(framework: str) -> tuple[str, ...]:
+    from frameworks.backends.registry import FRAMEWORKS
+
+    return FRAMEWORKS[framework].modes
+
+
+def _escape(value: str) -> str:
+    """Compose interpolates ``$``: a literal one is ``$$``."""
+    return value.replace("$", "$$")
+
+
+def service(variant: Variant) -> dict[str, Any]:
+    image = variant.image
+    args = {k: _escape(v) for k, v in catalog_build_args(image).items()}
+    args["BASE_IMAGE"] = f"${{{BASE_IMAGE_VAR}:-{_escape(image.base_image)}}}"
+    body: dict[str, Any] = {
+        "image": image.tag,
+        "build": {"context": ".", "dockerfile": image.dockerfile, "network": "host", "args": args},
+        "command": [_escape(c) for c in service_command(variant)],
+    }
+    if variant.env:
+        body["environment"] = {k: _escape(v) for k, v in sorted(variant.env.items())}
+    body.update(
+        {
+            "user": f"${{{USER_VAR}:-{IMAGE_USER}}}",
+            "network_mode": "none",
+            "read_only": True,
+            "tmpfs": ["/tmp:exec"],  # Docker mounts tmpfs noexec by default; torch.compile dlopens from /tmp
+            "volumes": [f"./results:{RESULTS}"],
+        }
+    )
+    if variant.device == "cuda":
+        gpu = {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+        body["deploy"] = {"resources": {"reservations": {"devices": [gpu]}}}
+    return body
+
+
+def render_compose(catalog: Catalog) -> str:
+    """The docker-compose.yml text for ``catalog`` (deterministic: catalog order)."""
+    services = {v.name: service(v) for v in catalog.variants.values()}
+    return HEADER + "\n" + "\n".join(_yaml({"services": services}, 0)) + "\n"
+
+
+def _yaml(value: dict[str, Any], indent: int) -> list[str]:
+    lines = []
+    pad = "  " * indent
+    for key, item in value.items():
+        if isinstance(item, dict):
+            lines.append(f"{pad}{key}:")
+            lines += _yaml(item, indent + 1)
+        elif isinstance(item, list) and item and isinstance(item[0], dict):
+            lines.append(f"{pad}{key}:")
+            for entry in item:
+                first, *rest = _yaml(entry, indent + 2)
+                lines.append(f"{pad}  - {first.lstrip()}")
+                lines += rest
+        else:
+            lines.append(f"{pad}{key}: {_scalar(item)}")
+    return lines
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def write_compose(catalog: Catalog, path: Path = COMPOSE_PATH) -> bool:
+    """(Re)write the compose file; True when its content changed."""
+    text = render_compose(catalog)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def compose_is_current(catalog: Catalog, path: Path = COMPOSE_PATH) -> bool:
+    return path.is_file() and path.read_text(encoding="utf-8") == render_compose(catalog)

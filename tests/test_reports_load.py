@@ -1,0 +1,141 @@
+"""Reading run directories: damaged results.jsonl lines are reported by line number and skipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from frameworks.result import Result
+from reports.content import build_report
+from reports.load import load_run, read_results
+from reports.markdown import render_markdown
+from tests.fixtures.make_report_fixtures import golden_run, write_run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports" / "runs"
+GOLDEN_RUN = FIXTURES / "fixture-a2"
+
+
+def _ok_line() -> str:
+    _, lines = golden_run()
+    return lines[0]
+
+
+def test_fixture_problems_are_named_by_line_number() -> None:
+    run = load_run(GOLDEN_RUN)
+    found = {p.line: p.message for p in run.problems if p.line is not None}
+    assert sorted(found) == [6, 42, 43, 64, 68]
+    assert found[6].startswith("skipped: not valid JSON")
+    assert found[42].startswith("skipped: not valid JSON")
+    assert "schema_version 99" in found[43]
+    assert found[64] == "superseded by line 65 (same cell, newer line)"
+    assert found[68].startswith("skipped (truncated last line")
+    assert len(run.results) == 63  # 60 docker cells + 3 local; the retried cell counted once
+    assert run.info is not None and run.info.run_id == "fixture-a2"
+
+
+def test_a_retried_cell_keeps_its_newest_line() -> None:
+    run = load_run(GOLDEN_RUN)
+    local = [r for r in run.results if r.backend == "local" and r.model == "lenet5"]
+    assert [r.status for r in local] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("{", "not valid JSON"),
+        ("[1, 2, 3]", "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        ('"just a string"', "must be a JSON object"),
+        ('{"schema_version": 1}', "result:"),
+        ("[" * 100_000 + "]" * 100_000, "skipped"),
+    ],
+)
+def test_bad_lines_are_skipped_with_their_reason(tmp_path: Path, line: str, expected: str) -> None:
+    ok = _ok_line()
+    (tmp_path / "results.jsonl").write_text(f"{ok}\n\n{line}\n{ok}\n", encoding="utf-8")
+    results, problems = read_results(tmp_path / "results.jsonl")
+    bad = [p for p in problems if not p.message.startswith("superseded")]
+    assert [p.line for p in bad] == [3]  # the blank line 2 is not a problem
+    assert expected in bad[0].message
+    assert len(bad[0].message) <= 300
+    assert len(results) == 1
+
+
+def test_unknown_fields_and_wrong_types_are_named(tmp_path: Path) -> None:
+    data = json.loads(_ok_line())
+    lines = [
+        json.dumps({**data, "surprise": 1}),
+        json.dumps({**data, "samples_s": ["fast"]}),
+        json.dumps({**data, "status": "exploded"}),
+    ]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results, problems = read_results(tmp_path / "results.jsonl")
+    assert results == []
+    assert "surprise" in problems[0].message
+    assert "samples_s[0]" in problems[1].message
+    assert "exploded" in problems[2].message
+
+
+def test_invalid_utf8_and_nan_do_not_crash(tmp_path: Path) -> None:
+    data = json.loads(_ok_line())
+    nan_line = json.dumps({**data, "samples_s": [float("nan"), float("inf"), -1.0, 0.002, 0.003]})
+    (tmp_path / "results.jsonl").write_bytes(b"\xff\xfe garbage \x00\n" + nan_line.encode() + b"\n")
+    run = load_run(tmp_path)
+    assert [p.line for p in run.problems if p.line is not None] == [1]
+    report = build_report(run)  # non-finite and negative samples are dropped, not plotted
+    assert report.cells[0].figures is not None
+    assert report.cells[0].figures.samples_ms.size == 2
+
+
+def test_truncated_last_line_is_reported_as_such(tmp_path: Path) -> None:
+    ok = _ok_line()
+    (tmp_path / "results.jsonl").write_text(f"{ok}\n{ok[:80]}", encoding="utf-8")
+    run = load_run(tmp_path)
+    assert [(p.line, p.message.split(":")[0]) for p in run.problems if p.line] == [(2, "skipped (truncated last line")]
+
+
+def test_missing_files_are_problems_not_errors(tmp_path: Path) -> None:
+    run = load_run(tmp_path)
+    assert run.results == () and run.info is None
+    assert {p.file for p in run.problems} == {"run.json", "results.jsonl"}
+    assert run.run_id == tmp_path.name
+    text = render_markdown(build_report(run))
+    assert "No cell could be read" in text
+    assert "run.json: missing" in text
+
+
+def test_malformed_run_json_is_reported(tmp_path: Path) -> None:
+    shutil.copy(GOLDEN_RUN / "results.jsonl", tmp_path / "results.jsonl")
+    (tmp_path / "run.json").write_text('{"schema_version": 1, "run_id": ', encoding="utf-8")
+    run = load_run(tmp_path)
+    assert run.info is None
+    assert any(p.file == "run.json" and "not valid JSON" in p.message for p in run.problems)
+    assert run.cpu_model.startswith("Fixture CPU A")  # from the cells' own environment
+    assert run.started_at == "2025-01-15T09:00:30Z"  # the earliest cell
+
+
+def test_not_a_directory_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_run(tmp_path / "nope")
+
+
+def test_only_garbage_still_renders(tmp_path: Path) -> None:
+    info, _ = golden_run()
+    write_run(tmp_path, info, ["garbage", "{", "[]"])
+    run = load_run(tmp_path)
+    assert [p.line for p in run.problems] == [1, 2, 3]
+    assert "No cell could be read" in render_markdown(build_report(run))
+
+
+def test_results_without_samples_fall_back_to_stats(tmp_path: Path) -> None:
+    result = Result.from_json(_ok_line())
+    stripped = replace(result, samples_s=())
+    (tmp_path / "results.jsonl").write_text(stripped.to_json() + "\n", encoding="utf-8")
+    report = build_report(load_run(tmp_path))
+    figs = report.cells[0].figures
+    assert figs is not None and result.stats is not None
+    assert figs.median_ms == pytest.approx(result.stats.median * 1e3)
