@@ -45,6 +45,8 @@ def framework_python(framework: str) -> str | None:
 def require_framework(framework: str) -> str:
     python = framework_python(framework)
     if python is None:
+        if IN_CI:
+            pytest.fail(f"{framework} is not installed: CI installs all five frameworks (.ci/setup)")
         pytest.skip(f"{framework} is not installed here (and no BENCH_PYTHON_{framework.upper()} environment)")
     return python
 
@@ -59,6 +61,24 @@ def run_predict(python: str, *args: str, timeout: float = 900) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
+
+
+def assert_matches_reference(forward: Any, model: str, batch: int = 2, seed: int = 5) -> None:
+    """A batch of 2 (the equivalence test runs batch 1) through ``forward``, against the float64 reference."""
+    import numpy as np
+
+    from frameworks.backends.numpy_backend import reference_forward
+    from frameworks.models import get_model
+    from frameworks.verify import compare
+    from frameworks.weights import canonical_weights, make_input
+
+    spec = get_model(model)
+    x = make_input(spec, batch, np.random.default_rng(seed))
+    out = forward(x)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert out.shape == (batch, spec.classes)
+    check = compare(out, reference_forward(spec, canonical_weights(spec, seed), x), 1e-4)
+    assert check.verified, check
 
 
 @pytest.fixture(scope="session")

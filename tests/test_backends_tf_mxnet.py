@@ -24,9 +24,8 @@ import pytest
 
 from frameworks.backends.registry import BuildOptions, load_backend
 from frameworks.models import BN_EPS, get_model
-from frameworks.verify import compare
-from frameworks.weights import canonical_weights, make_input
-from tests.conftest import REPO_ROOT, require_framework, run_predict
+from frameworks.weights import canonical_weights
+from tests.conftest import REPO_ROOT, assert_matches_reference, require_framework, run_predict
 
 pytestmark = pytest.mark.framework
 
@@ -68,19 +67,6 @@ def _probe(python: str, code: str, *args: str, env: dict[str, str] | None = None
 
 def _short_strings(facts: dict[str, str]) -> None:
     assert facts and all(isinstance(v, str) and 0 < len(v) <= 80 for v in facts.values()), facts
-
-
-def _reference_check(forward, model: str, batch: int = 2, seed: int = 5) -> None:
-    """A batch of 2 (the equivalence test runs batch 1) through ``forward``, against the float64 reference."""
-    from frameworks.backends.numpy_backend import reference_forward
-
-    spec = get_model(model)
-    x = make_input(spec, batch, np.random.default_rng(seed))
-    out = forward(x)
-    assert isinstance(out, np.ndarray) and out.dtype == np.float32
-    assert out.shape == (batch, spec.classes)
-    check = compare(out, reference_forward(spec, canonical_weights(spec, seed), x), 1e-4)
-    assert check.verified, check
 
 
 # --- TensorFlow -----------------------------------------------------------------------------
@@ -256,7 +242,7 @@ def test_tf_modes_are_what_they_say(tfb):
 
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 def test_tf_forward_on_a_batch_of_two(tfb, mode):
-    _reference_check(_build_tf(tfb, "lenet5", mode, seed=5, batch=2).forward, "lenet5")
+    assert_matches_reference(_build_tf(tfb, "lenet5", mode, seed=5, batch=2).forward, "lenet5")
 
 
 # --- MXNet (its own environment) ------------------------------------------------------------

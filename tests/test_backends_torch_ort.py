@@ -17,9 +17,8 @@ import pytest
 from frameworks.backends.registry import BuildOptions, load_backend
 from frameworks.models import BN_EPS, get_model
 from frameworks.result import Result
-from frameworks.verify import compare
-from frameworks.weights import canonical_weights, make_input
-from tests.conftest import run_predict
+from frameworks.weights import canonical_weights
+from tests.conftest import assert_matches_reference, run_predict
 
 pytestmark = pytest.mark.framework
 
@@ -49,19 +48,6 @@ def restore_torch_threads(tb):
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-
-
-def _reference_check(forward, model: str, batch: int = 2, seed: int = 5) -> None:
-    """A batch of 2 (the equivalence test runs batch 1) through ``forward``, against the float64 reference."""
-    from frameworks.backends.numpy_backend import reference_forward
-
-    spec = get_model(model)
-    x = make_input(spec, batch, np.random.default_rng(seed))
-    out = forward(x)
-    assert isinstance(out, np.ndarray) and out.dtype == np.float32
-    assert out.shape == (batch, spec.classes)
-    check = compare(out, reference_forward(spec, canonical_weights(spec, seed), x), 1e-4)
-    assert check.verified, check
 
 
 def _short_strings(facts: dict[str, str]) -> None:
@@ -167,7 +153,7 @@ def test_torch_modes_on_a_batch_of_two(tb, mode):
     spec = get_model("lenet5")
     built = tb.build(spec, canonical_weights(spec, 5), BuildOptions(mode, batch=2))
     assert (built.params, built.buffers) == (spec.params, spec.buffers)
-    _reference_check(built.forward, "lenet5")
+    assert_matches_reference(built.forward, "lenet5")
 
 
 def test_torch_jit_is_traced_and_frozen(tb):
@@ -198,7 +184,7 @@ def test_torch_compile_wraps_the_module_and_compiles_on_the_first_call(tb, monke
     spec = get_model("lenet5")
     built = tb.build(spec, canonical_weights(spec, 5), BuildOptions("compile", batch=2))
     assert graphs == []
-    _reference_check(built.forward, "lenet5")
+    assert_matches_reference(built.forward, "lenet5")
     assert len(graphs) == 1
     model = tb.to_module(spec, canonical_weights(spec))
     assert isinstance(real_compile(model), torch._dynamo.eval_frame.OptimizedModule)
@@ -319,4 +305,4 @@ def test_ort_on_a_batch_of_two(ob):
     spec = get_model("lenet5")
     built = ob.build(spec, canonical_weights(spec, 5), BuildOptions("session", threads=1, batch=2))
     assert (built.params, built.buffers) == (spec.params, spec.buffers)
-    _reference_check(built.forward, "lenet5")
+    assert_matches_reference(built.forward, "lenet5")
