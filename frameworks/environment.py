@@ -61,6 +61,52 @@ def memory_bytes() -> int:
     return 0
 
 
+def memory_limit_bytes() -> int | None:
+    """The tightest cgroup memory limit over this process (a container's ``--memory``), or None.
+
+    /proc/meminfo shows the host's memory even inside a container, so without this a cell run
+    under an 8 GiB limit would claim the whole machine's memory on the page.
+    """
+    limits = [limit for path in _cgroup_memory_files() if (limit := _read_limit(path)) is not None]
+    total = memory_bytes()
+    tightest = min(limits, default=None)
+    return tightest if tightest is not None and (total == 0 or tightest < total) else None
+
+
+def _cgroup_memory_files() -> list[str]:
+    """Limit files from this process's memory cgroup up to the root (cgroup v2 and v1).
+
+    Inside a container the cgroup's own directory is mounted at the root, so the root files
+    come last as the fallback that finds the container's limit.
+    """
+    files = []
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as cgroup:
+            lines = cgroup.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if controllers == "":
+            base, name = "/sys/fs/cgroup", "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = "/sys/fs/cgroup/memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        files += ["/".join([base, *parts[:i], name]) for i in range(len(parts), 0, -1)]
+    return [*files, "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+
+
+def _read_limit(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as limit:
+            text = limit.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit at this level
+
+
 def in_container() -> bool:
     if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"):
         return True
@@ -94,6 +140,7 @@ def environment(matmul_peak_gflops: float | None = None) -> Environment:
         cpus_available=len(cpus),
         cpuset=format_cpuset(cpus),
         memory_bytes=memory_bytes(),
+        memory_limit_bytes=memory_limit_bytes(),
         python=platform.python_version(),
         os=platform.platform(),
         in_container=in_container(),

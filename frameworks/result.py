@@ -53,6 +53,7 @@ class Environment:
     gpu: str | None = None
     load_avg_1m: float | None = None  # machine load average when the cell started
     matmul_peak_gflops: float | None = None  # float32 matmul peak, measured in the same run
+    memory_limit_bytes: int | None = None  # cgroup limit (a container's --memory); None: none below the host's
 
 
 @dataclass(frozen=True)

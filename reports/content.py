@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from frameworks.result import Result, RunInfo
+from frameworks.result import Environment, Result, RunInfo
 
 from . import fmt
 from .cells import (
@@ -108,6 +108,7 @@ class VariantFacts:
     device: str
     image_id: str
     cpus: str
+    memory: str  # the cgroup limit the cells ran under, or the host's memory when none
     gpu: str
     in_effect: str
     build: tuple[Fact, ...]
@@ -339,10 +340,17 @@ def _variant(name: str, results: list[Result], info: RunInfo | None) -> VariantF
         device=first.device,
         image_id=image or ("— (local)" if first.backend == "local" else "—"),
         cpus=_distinct(f"{e.cpus_available} ({e.cpuset})" for e in envs) or "—",
+        memory=_distinct(_memory(e) for e in envs) or "—",
         gpu=_distinct(e.gpu for e in envs) or "—",
         in_effect=_distinct(effective_build(r) for r in results) or "not stated",
         build=tuple(_build_facts(results)),
     )
+
+
+def _memory(env: Environment) -> str:
+    if env.memory_limit_bytes is not None:
+        return f"{fmt.gib(env.memory_limit_bytes)} limit"
+    return f"{fmt.gib(env.memory_bytes)} (no limit)" if env.memory_bytes else ""
 
 
 def _distinct(values: Iterable[object]) -> str:

@@ -182,7 +182,10 @@ def code_block(text: str) -> str:
     return f"{fence}bash\n{text}\n{fence}"
 
 
-VARIANT_HEADERS = ("Variant", "Framework", "Device", "Image", "CPUs (cpuset)", "GPU", "In effect", "Build facts")
+VARIANT_HEADERS = (
+    *("Variant", "Framework", "Device", "Image", "CPUs (cpuset)"),
+    *("Memory", "GPU", "In effect", "Build facts"),
+)
 
 
 def _environment(report: Report) -> str:
@@ -199,6 +202,7 @@ def _environment(report: Report) -> str:
                 escape(v.device),
                 escape(v.image_id),
                 escape(v.cpus),
+                escape(v.memory),
                 escape(v.gpu),
                 escape(v.in_effect),
                 "<br>".join(f"{escape(f.label)}={escape(f.value)}" for f in v.build) or "—",

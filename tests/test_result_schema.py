@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from frameworks import environment as env_module
 from frameworks.environment import environment, format_cpuset
 from frameworks.result import SCHEMA_VERSION, Result, RunInfo
 from frameworks.stats import summarize
@@ -67,3 +68,15 @@ def test_run_info_round_trip():
 
 def test_cpuset_format():
     assert format_cpuset([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+def test_memory_limit_is_the_tightest_cgroup_limit_below_the_host(tmp_path, monkeypatch):
+    files = {"outer": "4294967296\n", "inner": "max\n", "huge": "9223372036854771712\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(env_module, "memory_bytes", lambda: 8 << 30)
+    paths = [str(tmp_path / n) for n in ("inner", "outer", "huge", "missing")]
+    monkeypatch.setattr(env_module, "_cgroup_memory_files", lambda: paths)
+    assert env_module.memory_limit_bytes() == 4 << 30
+    monkeypatch.setattr(env_module, "_cgroup_memory_files", lambda: paths[2:])  # v1's "no limit" is a huge number
+    assert env_module.memory_limit_bytes() is None

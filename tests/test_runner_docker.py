@@ -88,7 +88,7 @@ def test_the_container_is_isolated_as_configured(docker_client: Any, openblas_im
 def test_happy_path_through_the_cli(docker_client: Any, openblas_image: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "runner", "matrix", "--backend", "docker", "--variants", "cpu-numpy-openblas",
-         "--models", "lenet5", "--iterations", "3", "--warmup", "1", "--cpus", CPUS, "--no-peak",
+         "--models", "lenet5", "--iterations", "3", "--warmup", "1", "--cpus", CPUS, "--memory", "768m", "--no-peak",
          "--out", str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
@@ -99,6 +99,7 @@ def test_happy_path_through_the_cli(docker_client: Any, openblas_image: str, tmp
     assert result.status == "ok" and result.verified and result.backend == "docker"
     assert result.environment is not None and result.environment.in_container
     assert result.environment.image_id == openblas_image and result.environment.cpuset == CPUS
+    assert result.environment.memory_limit_bytes == 768 << 20  # the container's limit, not the host's memory
     info = read_run_info(run_dir)
     assert info.images == {"cpu-numpy-openblas": openblas_image} and info.docker_version
     assert not _leftovers(docker_client)
