@@ -472,7 +472,10 @@ def test_rootfs_tarball_is_reproducible(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("DLBENCH_TEST_DEBOOTSTRAP") != "1", reason="set DLBENCH_TEST_DEBOOTSTRAP=1 (root)")
+@pytest.mark.skipif(
+    not (IN_CI or os.environ.get("DLBENCH_TEST_DEBOOTSTRAP") == "1"),
+    reason="runs in CI, or with DLBENCH_TEST_DEBOOTSTRAP=1 (root, debootstrap, about 3 minutes)",
+)
 def test_two_debootstraps_give_the_same_tarball(tmp_path: Path) -> None:
     """Two whole bootstraps from the mirror (about 3 minutes): the same tarball bytes."""
     from runner.base_image import compile_python
