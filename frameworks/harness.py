@@ -20,7 +20,7 @@ import numpy as np
 from .backends.registry import Backend, BuildOptions, Built, check_mode, get_framework, load_backend
 from .environment import LOAD_WARNING_CPUS, LoadMeter, environment, peak_rss_bytes
 from .models import ModelSpec, get_model
-from .result import Result, Stats
+from .result import Result, Stats, cell_result
 from .stats import stability_warnings, summarize
 from .verify import compare, reference_output, tolerance_for, verification_input
 from .weights import canonical_weights, make_input
@@ -81,16 +81,13 @@ def _warmup(built: Built, spec: ModelSpec, options: TimingOptions) -> list[float
 
 
 def _base_result(framework: str, mode: str, spec: ModelSpec, options: TimingOptions) -> Result:
-    return Result(
-        framework=framework,
-        mode=mode,
-        model=spec.name,
-        device=options.device,
+    return cell_result(
+        framework,
+        mode,
+        spec,
+        options.device,
         status="failed",
         batch=options.batch,
-        input_shape=(options.batch, *spec.input_shape),
-        params=spec.params,
-        flops=spec.flops,
         threads=options.threads,
         seed=options.seed,
         tolerance=tolerance_for(spec),

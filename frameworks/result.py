@@ -12,7 +12,10 @@ import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
+
+if TYPE_CHECKING:
+    from .models import ModelSpec
 
 SCHEMA_VERSION = 1
 
@@ -135,6 +138,39 @@ class Result:
 
 
 T = TypeVar("T")
+
+
+def cell_result(
+    framework: str,
+    mode: str,
+    spec: ModelSpec,
+    device: str,
+    *,
+    status: Status,
+    batch: int,
+    threads: int,
+    seed: int,
+    **known: Any,
+) -> Result:
+    """A cell's result carrying everything known before (or without) running it.
+
+    The harness starts every measurement from it and the runner records cells that never ran
+    with it, so a failed cell has the same shape, parameters and FLOPs as a measured one.
+    """
+    return Result(
+        framework=framework,
+        mode=mode,
+        model=spec.name,
+        device=device,
+        status=status,
+        batch=batch,
+        input_shape=(batch, *spec.input_shape),
+        params=spec.params,
+        flops=spec.flops,
+        threads=threads,
+        seed=seed,
+        **known,
+    )
 
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:

@@ -24,7 +24,7 @@ from typing import Protocol, TextIO
 from frameworks.environment import format_cpuset as _format_cpuset
 from frameworks.models import MODELS, get_model
 from frameworks.predict import THREAD_ENV
-from frameworks.result import Environment, Result, Status
+from frameworks.result import Environment, Result, Status, cell_result
 
 from .catalog import REPO_ROOT, Variant
 from .rundir import append_result, utc_now
@@ -228,23 +228,19 @@ def runner_result(
     cell: Cell, settings: Settings, status: Status, reason: str, *, environment: Environment | None = None
 ) -> Result:
     """A failed or skipped cell with its reason, carrying everything known without running it."""
-    spec = MODELS[cell.model]
     now = utc_now()
-    return Result(
-        framework=cell.variant.framework,
-        mode=cell.mode,
-        model=cell.model,
-        device=cell.variant.device,
+    return cell_result(
+        cell.variant.framework,
+        cell.mode,
+        MODELS[cell.model],
+        cell.variant.device,
         status=status,
+        batch=settings.batch,
+        threads=settings.threads,
+        seed=settings.seed,
         error=reason,
         variant=cell.variant.name,
         backend=settings.backend,
-        batch=settings.batch,
-        input_shape=(settings.batch, *spec.input_shape),
-        params=spec.params,
-        flops=spec.flops,
-        threads=settings.threads,
-        seed=settings.seed,
         environment=environment,
         started_at=now,
         finished_at=now,
