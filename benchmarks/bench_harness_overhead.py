@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{cell}: not installed here, skipped")
             continue
         built = load_backend(framework).build(spec, canonical_weights(spec), BuildOptions(mode, "cpu", threads))
-        options = TimingOptions(iterations=args.block, threads=threads)
+        options = TimingOptions(iterations=args.block, min_time=0.0, threads=threads)  # blocks of equal size
         rng = np.random.default_rng(7)
         for _ in range(50):
             built.forward(make_input(spec, 1, rng))

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 from .result import Environment
 
 LOAD_WARNING_CPUS = 0.25  # other processes' average CPU use above which a cell is flagged
+# /proc/stat counts in clock ticks (10 ms): over a few milliseconds one tick of another process
+# reads as several CPUs busy, so shorter windows give no load figure at all.
+LOAD_MIN_WINDOW_S = 0.5
+# Default least timed time per cell: LeNet-5's 20 iterations take about a millisecond, too short
+# for a median worth quoting or for the load meter above.
+DEFAULT_MIN_TIME_S = 1.0
 
 
 def cpu_model() -> str:
@@ -184,8 +190,9 @@ class LoadMeter:
         self._busy, self._own, self._wall = _machine_busy_seconds(), _own_cpu_seconds(), time.monotonic()
 
     def stop(self) -> float | None:
+        """Other processes' CPU use in CPUs, or None where /proc/stat is missing or the window too short."""
         busy, own, wall = _machine_busy_seconds(), _own_cpu_seconds(), time.monotonic()
-        if busy is None or self._busy is None or wall <= self._wall:
+        if busy is None or self._busy is None or wall - self._wall < LOAD_MIN_WINDOW_S:
             return None
         other = (busy - self._busy) - (own - self._own)
         return max(other, 0.0) / (wall - self._wall)

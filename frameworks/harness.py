@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .backends.registry import Backend, BuildOptions, Built, check_mode, get_framework, load_backend
-from .environment import LOAD_WARNING_CPUS, LoadMeter, environment, peak_rss_bytes
+from .environment import DEFAULT_MIN_TIME_S, LOAD_WARNING_CPUS, LoadMeter, environment, peak_rss_bytes
 from .models import ModelSpec, get_model
 from .result import Result, Stats, cell_result
 from .stats import stability_warnings, summarize
@@ -36,7 +36,7 @@ class TimingOptions:
     batch: int = 1
     iterations: int = 20
     warmup: int = 5
-    min_time: float = 0.0
+    min_time: float = DEFAULT_MIN_TIME_S
     threads: int = 1
     seed: int = 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends.registry import DEVICES, FRAMEWORKS, check_mode, get_framework, is_installed
+from .environment import DEFAULT_MIN_TIME_S
 from .models import MODELS, get_model
 
 if TYPE_CHECKING:
@@ -44,7 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iterations", type=int, default=20, help="at least this many timed iterations")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--min-time", type=float, default=0.0, help="and at least this many seconds of timed iterations")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=DEFAULT_MIN_TIME_S,
+        help=f"and at least this many seconds of timed iterations (default {DEFAULT_MIN_TIME_S:g})",
+    )
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: every CPU available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and inputs")
     p.add_argument("--peak", action="store_true", help="also measure the float32 matmul peak (recorded per result)")

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+from frameworks.environment import DEFAULT_MIN_TIME_S
 from frameworks.models import MODELS
 from frameworks.result import Result, RunInfo
 
@@ -90,7 +91,8 @@ def _add_matrix(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", metavar="MODEL", help=f"default: {' '.join(MODELS)}")
     p.add_argument("--iterations", type=int, help="timed iterations per cell (default 20)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (default 5)")
-    p.add_argument("--min-time", type=float, help="and at least this many seconds of timed iterations (default 0)")
+    min_time_help = f"and at least this many seconds of timed iterations (default {DEFAULT_MIN_TIME_S:g})"
+    p.add_argument("--min-time", type=float, help=min_time_help)
     p.add_argument("--backend", choices=("auto", "docker", "local"), help="default auto: Docker when an engine answers")
     p.add_argument("--cpus", help="cpuset every cell is pinned to, e.g. 0-1 (default: every CPU available)")
     p.add_argument("--memory", help=f"memory limit per container, no swap (default {DEFAULT_MEMORY})")
@@ -267,7 +269,7 @@ def _new_settings(args: argparse.Namespace, catalog: Catalog, backend: str) -> S
         backend=backend,
         iterations=20 if args.iterations is None else args.iterations,
         warmup=5 if args.warmup is None else args.warmup,
-        min_time=0.0 if args.min_time is None else args.min_time,
+        min_time=DEFAULT_MIN_TIME_S if args.min_time is None else args.min_time,
         cpus=cpus,
         memory=memory,
         timeout=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from frameworks.environment import DEFAULT_MIN_TIME_S
 from frameworks.environment import format_cpuset as _format_cpuset
 from frameworks.models import MODELS, get_model
 from frameworks.predict import THREAD_ENV
@@ -116,7 +117,7 @@ class Settings:
     backend: str  # the resolved backend: docker or local
     iterations: int = 20
     warmup: int = 5
-    min_time: float = 0.0
+    min_time: float = DEFAULT_MIN_TIME_S
     cpus: str = ""
     memory: str = DEFAULT_MEMORY
     timeout: float = DEFAULT_TIMEOUT_S

@@ -15,7 +15,8 @@ PY = sys.executable
 
 
 def test_one_cell_prints_the_seed_line_and_a_verified_result():
-    proc = run_predict(PY, "--framework", "numpy", "--model", "lenet5", "--iterations", "7", "--warmup", "2")
+    args = ["--framework", "numpy", "--model", "lenet5", "--iterations", "7", "--warmup", "2", "--min-time", "0"]
+    proc = run_predict(PY, *args)
     assert proc.returncode == 0, proc.stderr
     result = Result.from_json(proc.stdout.strip())
     assert result.status == "ok" and result.verified
@@ -31,6 +32,14 @@ def test_min_time_extends_the_run():
     proc = run_predict(PY, "--framework", "numpy", "--model", "lenet5", "--iterations", "1", "--min-time", "0.3")
     result = Result.from_json(proc.stdout.strip())
     assert sum(result.samples_s) > 0.1 and len(result.samples_s) > 10
+    assert result.other_load is None  # 0.3 s is too short a window for /proc/stat's 10 ms ticks
+
+
+def test_small_models_are_timed_for_a_second_by_default():
+    proc = run_predict(PY, "--framework", "numpy", "--model", "lenet5", "--iterations", "1")
+    result = Result.from_json(proc.stdout.strip())
+    assert sum(result.samples_s) > 0.4 and len(result.samples_s) > 100
+    assert result.other_load is not None and 0 <= result.other_load < result.environment.cpu_count
 
 
 @pytest.mark.parametrize(

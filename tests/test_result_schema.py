@@ -80,3 +80,16 @@ def test_memory_limit_is_the_tightest_cgroup_limit_below_the_host(tmp_path, monk
     assert env_module.memory_limit_bytes() == 4 << 30
     monkeypatch.setattr(env_module, "_cgroup_memory_files", lambda: paths[2:])  # v1's "no limit" is a huge number
     assert env_module.memory_limit_bytes() is None
+
+
+def test_load_meter_gives_no_figure_for_a_window_shorter_than_its_ticks(monkeypatch):
+    clock = iter([100.0, 100.002, 200.0, 201.0])
+    monkeypatch.setattr(env_module.time, "monotonic", lambda: next(clock))
+    busy = iter([10.0, 10.01, 20.0, 20.5])  # one 10 ms tick in 2 ms would read as 5 CPUs
+    monkeypatch.setattr(env_module, "_machine_busy_seconds", lambda: next(busy))
+    monkeypatch.setattr(env_module, "_own_cpu_seconds", lambda: 0.0)
+    meter = env_module.LoadMeter()
+    meter.start()
+    assert meter.stop() is None
+    meter.start()
+    assert meter.stop() == pytest.approx(0.5)

@@ -26,7 +26,7 @@ from tests.conftest import REPO_ROOT
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
 SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "local", iterations=3, warmup=1, cpus="0", timeout=120)
-BASE = ["--backend", "local", "--variants", "cpu-numpy-openblas", "--warmup", "1", "--no-peak"]
+BASE = ["--backend", "local", "--variants", "cpu-numpy-openblas", "--warmup", "1", "--min-time", "0", "--no-peak"]
 
 
 @pytest.fixture(scope="module")
