@@ -140,9 +140,7 @@ def effective_build(result: Result) -> str | None:
     Variant names say what was asked for; the facts say what ran (oneDNN switched off by an
     environment variable, libblas.so.3 pointing at MKL). The name is only a fallback.
     """
-    reader = _BUILD_READERS.get(result.framework)
-    label = reader(result.build) if reader is not None else None
-    return label or requested_build(result)
+    return _read_facts(result) or requested_build(result)
 
 
 def requested_build(result: Result) -> str | None:

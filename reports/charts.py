@@ -16,6 +16,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from numpy.typing import ArrayLike
 
 matplotlib.use("Agg")
 
@@ -203,7 +204,7 @@ class BoxStats:
     outliers: tuple[float, ...]
 
 
-def box_stats(values: Sequence[float]) -> BoxStats:
+def box_stats(values: ArrayLike) -> BoxStats:
     """The five numbers and outliers of one cell (as matplotlib's boxplot computes them)."""
     data = np.asarray(values, dtype=float)
     q1, median, q3 = (float(q) for q in np.percentile(data, [25, 50, 75]))
@@ -213,7 +214,7 @@ def box_stats(values: Sequence[float]) -> BoxStats:
     return BoxStats(float(inside.min()), q1, median, q3, float(inside.max()), tuple(outside.tolist()))
 
 
-def samples_chart(labels: Sequence[str], samples: Sequence[Sequence[float]], prefix: str) -> str:
+def samples_chart(labels: Sequence[str], samples: Sequence[ArrayLike], prefix: str) -> str:
     """Every raw sample of each cell as a box plot, in percent of the cell's own median.
 
     On one shared millisecond axis a 1% spread is invisible next to a 100x latency gap, so each
@@ -223,7 +224,8 @@ def samples_chart(labels: Sequence[str], samples: Sequence[Sequence[float]], pre
     """
     with matplotlib.rc_context(STYLE):
         fig, ax = _figure([label_text(x) for x in labels])
-        boxes = [box_stats([100.0 * v / float(np.median(s)) for v in s]) for s in samples]
+        arrays = [np.asarray(s, dtype=float) for s in samples]
+        boxes = [box_stats(a * (100.0 / float(np.median(a)))) for a in arrays]
         ys = np.arange(len(boxes), dtype=float)
         half = 0.3
         ax.add_collection(

@@ -77,7 +77,7 @@ def _latency_bars(views: list[CellView]) -> list[charts.Bar]:
 
 
 def _samples_svg(views: list[CellView], prefix: str) -> str:
-    samples = [v.figures.samples_ms.tolist() for v in views if v.figures is not None]
+    samples = [v.figures.samples_ms for v in views if v.figures is not None]
     labels = [f"{v.label} · {fmt.ms(v.figures.median_ms)}" for v in views if v.figures is not None]
     return charts.samples_chart(labels, samples, prefix)
 

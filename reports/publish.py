@@ -29,7 +29,7 @@ from markupsafe import Markup
 from frameworks.result import Result
 
 from . import charts, fmt
-from .cells import figures, head, mixed_backends, model_order, model_title, per_image_samples, row_sort_key
+from .cells import figures, head, mixed_backends, model_order, model_title, per_image_samples, row_label, row_sort_key
 from .compare import Speedup, compare_samples
 from .html import render_template
 from .load import Run, load_run
@@ -224,11 +224,6 @@ def build_machine(machine: Machine) -> Machine:
     return Machine(machine.cpu_model, machine.slug, machine.runs, built)
 
 
-def _title(result: Result, show_backend: bool) -> str:
-    title = f"{head(result)} / {result.mode}"
-    return f"{title} ({result.backend or 'unknown backend'})" if show_backend else title
-
-
 def _machine_model(
     index: int, model: str, series: dict[HistoryKey, list[tuple[SiteRun, Result]]], show_backend: bool
 ) -> MachineModel:
@@ -236,7 +231,7 @@ def _machine_model(
     histories, changes = [], []
     for key in keys:
         points = series[key]
-        title = _title(points[-1][1], show_backend)
+        title = row_label(points[-1][1], show_backend)
         steps = [_step(before[1], after[1]) for before, after in itertools.pairwise(points)]
         histories.append(
             charts.History(title, tuple(_point(p, s) for p, s in zip(points, [None, *steps], strict=True)))
