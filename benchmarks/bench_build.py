@@ -24,30 +24,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="+", help="image names (default: every CPU image)")
     args = parser.parse_args(argv)
 
-    from runner.base_image import pick_base_image
     from runner.catalog import load_catalog
     from runner.engine import connect, engine_version
-    from runner.images import build_image, host_pip_settings, image_state
+    from runner.images import build_image, image_state
 
     client = connect()
     catalog = load_catalog()
     chosen = [catalog.images[n] for n in args.images] if args.images else [
         i for i in catalog.images.values() if i.device == "cpu"
     ]  # fmt: skip
-    pip = host_pip_settings()
     print(f"# engine {engine_version(client)}; {len(chosen)} images; {args.rounds} rounds; rebuild={args.rebuild}")
     for image in chosen:  # the first round would pay for a real build: build anything not current first
         if image_state(client, image) != "current":
             print(f"{image.name}: {image_state(client, image)}, building it first (not timed)")
-            build_image(client, image, base_image=pick_base_image(client, image.base_image), log=lambda s: None)
+            build_image(client, image, base_image=None, log=lambda s: None)
     totals = []
     per_image: dict[str, list[float]] = {i.name: [] for i in chosen}
     for _ in range(args.rounds):
         start = time.perf_counter()
         for image in chosen:
             t = time.perf_counter()
-            base = pick_base_image(client, image.base_image)
-            build_image(client, image, base_image=base, log=lambda s: None, force=args.rebuild, pip=pip)
+            build_image(client, image, base_image=None, log=lambda s: None, force=args.rebuild)  # as `runner build`
             per_image[image.name].append(time.perf_counter() - t)
         totals.append(time.perf_counter() - start)
     for name, times in per_image.items():

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     variant = load_catalog().variant(args.variant)
     cell = Cell(variant, args.mode or variant.modes[0], args.model)
     settings = Settings((variant.name,), (args.model,), "docker", iterations=args.iterations, warmup=args.warmup,
-                        cpus=args.cpus, timeout=900)  # fmt: skip
+                        min_time=0.0, cpus=args.cpus, timeout=900)  # exactly --iterations samples  # fmt: skip
     docker = DockerBackend(connect())
     local = LocalBackend()
     log = lambda line: print(line, file=sys.stderr)

@@ -185,7 +185,15 @@ def _images_named(catalog: Catalog, names: list[str]) -> list[ImageSpec]:
 def cmd_build(args: argparse.Namespace) -> int:
     from .docker_backend import has_nvidia_runtime
     from .engine import connect
-    from .images import ImageBuildError, ImageValidationError, build_image, describe, validate_image
+    from .images import (
+        ImageBuildError,
+        ImageValidationError,
+        PipSettings,
+        build_image,
+        describe,
+        host_pip_settings,
+        validate_image,
+    )
 
     catalog = load_catalog(args.catalog)
     named = _images_named(catalog, args.variants)
@@ -193,11 +201,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     nvidia = has_nvidia_runtime(client)
     images = named or list(catalog.images.values())
     failed = False
+    pip: PipSettings | None = None  # `pip config list` takes half a second: read once, when first needed
     for image in images:
         try:
             if image.device == "cuda" and not nvidia and not named:
                 log(f"{image.name}: no NVIDIA runtime: validating instead of building")
-                log(describe(validate_image(image)))
+                pip = pip or host_pip_settings()
+                log(describe(validate_image(image, pip=pip)))
                 continue
             build_image(client, image, base_image=args.base_image, log=log, force=args.force)
         except (ImageBuildError, ImageValidationError) as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from .base_image import BASE_TAG, pick_base_image
-from .catalog import REPO_ROOT, Catalog, ImageSpec, baked_files
+from .catalog import REPO_ROOT, ImageSpec, baked_files
 from .engine import DockerClient
 
 LABEL_HASH = "dlbench.spec-hash"
@@ -360,27 +360,6 @@ def _follow_build(image: ImageSpec, stream: Iterable[dict[str, Any]], log: Log) 
     if image_id is None:
         raise ImageBuildError(f"{image.name}: the builder ended without an image ID")
     return image_id
-
-
-def build_images(
-    client: DockerClient,
-    catalog: Catalog,
-    *,
-    device: str | None = "cpu",
-    names: list[str] | None = None,
-    base_image: str | None = None,
-    log: Log = print,
-    force: bool = False,
-) -> dict[str, str]:
-    """Build the catalog's images one after the other (never two at once on a small machine).
-
-    ``names`` picks images by name; else every image for ``device`` (None: all). ``base_image`` as
-    in ``build_image``. Returns {name: image ID}.
-    """
-    chosen = [catalog.images[n] for n in names] if names else list(catalog.images.values())
-    chosen = [i for i in chosen if device is None or i.device == device]
-    # pip settings are read (``pip config list``) only by the builds that run: a warm build costs milliseconds.
-    return {i.name: build_image(client, i, base_image=base_image, log=log, force=force) for i in chosen}
 
 
 # --- validation without a build (CUDA images on a machine without a GPU) -------------------------
