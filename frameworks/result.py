@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .models import ModelSpec
 
 SCHEMA_VERSION = 1
+RESULTS_FILE = "results.jsonl"  # a run directory: one result per line, appended as cells finish
+RUN_FILE = "run.json"  # and what the run was (RunInfo)
 
 Status = Literal["ok", "failed", "skipped"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "skipped")
@@ -138,6 +140,38 @@ class Result:
 
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of results.jsonl that is not a result; ``truncated`` for a last line without newline."""
+
+    lineno: int
+    reason: str
+    truncated: bool
+
+
+def parse_results_jsonl(data: bytes) -> tuple[list[tuple[int, Result]], list[BadLine]]:
+    """results.jsonl's bytes as (line number, result) pairs and the lines that are not results.
+
+    The runner writes each line, newline included, in one ``write``, so a last line without its
+    newline was cut short by a kill, even where what is left happens to parse: it is bad, and a
+    resumed run redoes that cell. The one reader for the runner (resume) and the reports.
+    """
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: b"" when the file ends cleanly
+    results: list[tuple[int, Result]] = []
+    bad: list[BadLine] = []
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            results.append((lineno, Result.from_json(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
+            bad.append(BadLine(lineno, (str(exc).splitlines() or [type(exc).__name__])[0], truncated=False))
+    if tail.strip():
+        bad.append(BadLine(len(lines) + 1, "no newline at the end", truncated=True))
+    return results, bad
 
 
 def cell_result(

@@ -12,10 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from frameworks.result import Result, RunInfo
+from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, Result, RunInfo, parse_results_jsonl
 
-RESULTS_FILE = "results.jsonl"
-RUN_FILE = "run.json"
 MAX_PROBLEM_CHARS = 300  # a problem quotes the parser's message, never a whole megabyte line
 
 
@@ -111,43 +109,31 @@ def read_results(path: Path) -> tuple[list[Result], list[LoadProblem]]:
     later line is the newer measurement. The earlier one is reported, not silently dropped.
     """
     try:
-        raw = path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         return [], [LoadProblem(RESULTS_FILE, None, "missing: no cell finished in this run")]
     except OSError as exc:
         return [], [LoadProblem(RESULTS_FILE, None, _clip(f"unreadable: {exc}"))]
+    numbered, bad = parse_results_jsonl(data)
+    problems = [_problem(b) for b in bad]
     kept: dict[CellKey, tuple[int, Result]] = {}
-    problems: list[LoadProblem] = []
-    lines = raw.decode("utf-8", errors="replace").splitlines()
-    cut_short = bool(raw) and not raw.endswith(b"\n")  # a kill mid-append leaves no final newline
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        result, problem = parse_line(line, number, truncated=cut_short and number == len(lines))
-        if problem is not None:
-            problems.append(problem)
-        if result is None:
-            continue
+    for number, result in numbered:
         key = cell_key(result)
         if key in kept:
             earlier = kept[key][0]
             problems.append(LoadProblem(RESULTS_FILE, earlier, f"superseded by line {number} (same cell, newer line)"))
             del kept[key]  # re-insert so the cell keeps the position of its newest line
         kept[key] = (number, result)
+    problems.sort(key=lambda p: p.line or 0)
     return [result for _, result in kept.values()], problems
 
 
-def parse_line(line: str, number: int, truncated: bool = False) -> tuple[Result | None, LoadProblem | None]:
-    """One line of results.jsonl: a Result, or the reason it was skipped.
-
-    ``truncated`` marks the last line of a file without a final newline: if it does not parse, the
-    run was most likely killed while appending it, and the page says so.
-    """
-    try:
-        return Result.from_json(line), None
-    except (ValueError, TypeError, RecursionError) as exc:
-        reason = "skipped (truncated last line: was the run killed while writing it?)" if truncated else "skipped"
-        return None, LoadProblem(RESULTS_FILE, number, _clip(f"{reason}: {exc}"))
+def _problem(bad: BadLine) -> LoadProblem:
+    if bad.truncated:
+        return LoadProblem(
+            RESULTS_FILE, bad.lineno, "skipped (truncated last line: was the run killed while writing it?)"
+        )
+    return LoadProblem(RESULTS_FILE, bad.lineno, _clip(f"skipped: {bad.reason}"))
 
 
 def _clip(text: str) -> str:

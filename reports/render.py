@@ -20,13 +20,8 @@ def render_run(run_dir: Path, out_dir: Path | None = None, *, log_scale: bool | 
     page, never fatal. ``log_scale`` forces the latency charts' axis (None: log when the values span
     more than 30x). Returns the paths written, Markdown first.
     """
-    run_dir = Path(run_dir)
-    return write_report(load_run(run_dir), Path(out_dir) if out_dir is not None else run_dir, log_scale=log_scale)
-
-
-def write_report(run: Run, out_dir: Path, *, log_scale: bool | None = None, home_href: str | None = None) -> list[Path]:
-    """Both files for an already loaded run; the site passes ``home_href`` for a link back to its index."""
-    return write_reports(run, [(out_dir, home_href)], log_scale=log_scale)
+    run = load_run(Path(run_dir))
+    return write_reports(run, [(Path(out_dir) if out_dir is not None else run.run_dir, None)], log_scale=log_scale)
 
 
 def write_reports(run: Run, targets: list[tuple[Path, str | None]], *, log_scale: bool | None = None) -> list[Path]:

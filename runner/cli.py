@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from frameworks.environment import DEFAULT_MIN_TIME_S
 from frameworks.models import MODELS
-from frameworks.result import Result, RunInfo
+from frameworks.result import RESULTS_FILE, Result, RunInfo
 
 from .catalog import CATALOG_PATH, Catalog, CatalogError, ImageSpec, Variant, load_catalog
 from .matrix import (
@@ -388,10 +388,10 @@ def _resumed_variant(catalog: Catalog, name: str, run_dir: Path) -> Variant:
 
 def _load_for_resume(run_dir: Path) -> list[Result]:
     loaded = load_results(run_dir)
-    for problem in loaded.describe_problems(run_dir / "results.jsonl"):
+    for problem in loaded.describe_problems(run_dir / RESULTS_FILE):
         log(problem)
     if loaded.corrupt:
-        raise RunDirError(f"{run_dir / 'results.jsonl'}: line {loaded.corrupt[0].lineno} is not a result; "
+        raise RunDirError(f"{run_dir / RESULTS_FILE}: line {loaded.corrupt[0].lineno} is not a result; "
                           "refusing to append to a corrupt file")  # fmt: skip
     removed = repair_tail(run_dir)
     if removed:
@@ -433,7 +433,7 @@ def _start_info(
 def _verdict(results: list[Result], run_dir: Path) -> int:
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
     unverified = [r.cell for r in results if r.status == "ok" and not r.verified]
-    log(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped: {run_dir / 'results.jsonl'}")
+    log(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped: {run_dir / RESULTS_FILE}")
     if unverified:
         log(f"warning: {len(unverified)} cell(s) ran but did not match the reference: {', '.join(unverified)}")
     return EXIT_FAILED if counts["failed"] else EXIT_OK
@@ -443,39 +443,22 @@ def _verdict(results: list[Result], run_dir: Path) -> int:
 
 
 def render(run_dir: Path, out_dir: Path | None) -> None:
-    """The reports package's rendering, or a plain table until it exists."""
-    try:
-        from reports import render_run  # type: ignore[attr-defined]
-    except ImportError:
-        print(plain_table(load_results(run_dir).results))
-        return
-    for path in render_run(run_dir, out_dir):
+    """report.md and report.html from the run's files alone; lines that are not results are named."""
+    from reports import load_run
+    from reports.render import write_reports
+
+    run = load_run(run_dir)
+    for problem in run.problems:
+        log(f"{run_dir}: {problem}")
+    if not run.results:
+        raise RunDirError(f"{run_dir / RESULTS_FILE}: no results")
+    for path in write_reports(run, [(out_dir or run_dir, None)]):
         print(path)
-
-
-def plain_table(results: list[Result]) -> str:
-    from tabulate import tabulate
-
-    rows = []
-    for r in results:
-        ok = r.status == "ok" and r.stats is not None
-        median = f"{r.stats.median * 1e3:.3f}" if ok and r.stats else ""
-        sd = f"{r.stats.sd * 1e3:.3f}" if ok and r.stats else ""
-        note = r.error or "; ".join(r.warnings)
-        rows.append([r.variant or r.framework, r.mode, r.model, r.status, median, sd,
-                     "" if r.verified is None else ("yes" if r.verified else "NO"), note[:100]])  # fmt: skip
-    headers = ["variant", "mode", "model", "status", "median ms", "sd ms", "verified", "note"]
-    return str(tabulate(rows, headers=headers))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     read_run_info(run_dir)  # a directory that is not a run is bad input
-    loaded = load_results(run_dir)
-    for problem in loaded.describe_problems(run_dir / "results.jsonl"):
-        log(problem)
-    if not loaded.results:
-        raise RunDirError(f"{run_dir / 'results.jsonl'}: no results")
     render(run_dir, args.out)
     return EXIT_OK
 
@@ -483,9 +466,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         read_run_info(run_dir)
-    try:
-        from reports import publish_site  # type: ignore[attr-defined]
-    except ImportError:
-        raise UsageError("reports.publish_site is not available in this checkout") from None
+    from reports import publish_site
+
     print(publish_site(list(args.run_dirs), args.site))
     return EXIT_OK

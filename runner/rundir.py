@@ -17,23 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from frameworks.result import Result, RunInfo
-
-RESULTS_NAME = "results.jsonl"
-RUN_INFO_NAME = "run.json"
+from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, Result, RunInfo, parse_results_jsonl
 
 
 class RunDirError(ValueError):
     """A RUN_DIR that cannot be read or resumed: one line naming the file and the problem."""
-
-
-@dataclass(frozen=True)
-class BadLine:
-    """A line of results.jsonl that is not a result; ``truncated`` for a last line without newline."""
-
-    lineno: int
-    reason: str
-    truncated: bool
 
 
 @dataclass(frozen=True)
@@ -74,7 +62,7 @@ def new_run_dir(out: Path, now: datetime | None = None) -> Path:
 
 
 def results_path(run_dir: Path) -> Path:
-    return run_dir / RESULTS_NAME
+    return run_dir / RESULTS_FILE
 
 
 def append_line(path: Path, line: str) -> None:
@@ -98,25 +86,12 @@ def append_result(run_dir: Path, result: Result) -> None:
 
 def load_results(run_dir: Path) -> LoadedResults:
     """Every whole, valid result line; bad lines are returned, not raised, so callers decide."""
-    path = results_path(run_dir)
     try:
-        data = path.read_bytes()
+        data = results_path(run_dir).read_bytes()
     except FileNotFoundError:
         return LoadedResults()
-    lines = data.split(b"\n")
-    tail = lines.pop()  # after the last newline: b"" when the file ends cleanly
-    results: list[Result] = []
-    bad: list[BadLine] = []
-    for lineno, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            results.append(Result.from_json(raw.decode("utf-8")))
-        except (UnicodeDecodeError, ValueError) as exc:
-            bad.append(BadLine(lineno, str(exc).splitlines()[0], truncated=False))
-    if tail.strip():
-        bad.append(BadLine(len(lines) + 1, "no newline at the end", truncated=True))
-    return LoadedResults(results, bad)
+    numbered, bad = parse_results_jsonl(data)
+    return LoadedResults([result for _, result in numbered], bad)
 
 
 def repair_tail(run_dir: Path) -> int:
@@ -137,7 +112,7 @@ def repair_tail(run_dir: Path) -> int:
 
 def write_run_info(run_dir: Path, info: RunInfo) -> None:
     """Replace run.json atomically: a reader sees the old file or the new one, never half of one."""
-    target = run_dir / RUN_INFO_NAME
+    target = run_dir / RUN_FILE
     fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".json.tmp", dir=run_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -152,7 +127,7 @@ def write_run_info(run_dir: Path, info: RunInfo) -> None:
 
 def read_run_info(run_dir: Path) -> RunInfo:
     """run.json parsed and validated; any problem is a one-line ``RunDirError``."""
-    path = run_dir / RUN_INFO_NAME
+    path = run_dir / RUN_FILE
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: not a directory")
     try:

@@ -131,3 +131,11 @@ def test_read_run_info_errors_are_one_line(tmp_path: Path) -> None:
         read_run_info(tmp_path)
     with pytest.raises(RunDirError, match="not a directory"):
         read_run_info(tmp_path / "nope")
+
+
+def test_a_deeply_nested_or_wrongly_typed_line_is_a_bad_line_not_a_crash(tmp_path: Path) -> None:
+    results_path(tmp_path).write_text(
+        "[" * 100_000 + "\n" + '{"schema_version": 1, "samples_s": 3}\n', encoding="utf-8"
+    )
+    loaded = load_results(tmp_path)
+    assert loaded.results == [] and [b.lineno for b in loaded.corrupt] == [1, 2]
