@@ -44,6 +44,11 @@ def available_cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def thread_count(threads: int) -> int:
+    """Threads to run with: the request, or (0) every CPU this process may run on."""
+    return threads if threads > 0 else len(available_cpus())
+
+
 def format_cpuset(cpus: list[int]) -> str:
     """[0, 1, 2, 5] -> '0-2,5' (the cpuset syntax Docker and taskset take)."""
     parts, start = [], None

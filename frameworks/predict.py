@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends.registry import DEVICES, FRAMEWORKS, check_mode, get_framework, is_installed
-from .environment import DEFAULT_MIN_TIME_S
+from .environment import DEFAULT_MIN_TIME_S, thread_count
 from .models import MODELS, get_model
 
 if TYPE_CHECKING:
@@ -87,8 +87,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def set_thread_env(threads: int) -> int:
-    if threads == 0:
-        threads = len(os.sched_getaffinity(0))
+    threads = thread_count(threads)
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
     return threads

@@ -45,7 +45,7 @@ class ImageSpec:
     def spec_hash(self) -> str:
         """Hash of this entry plus the files baked into the image: a changed hash means rebuild."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
-        for path in sorted(_baked_files(self)):
+        for path in sorted(baked_files(self)):
             digest.update(str(path.relative_to(REPO_ROOT)).encode())
             digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
@@ -59,9 +59,6 @@ def baked_files(image: ImageSpec) -> list[Path]:
     files = [REPO_ROOT / image.dockerfile]
     files += [p for p in (REPO_ROOT / "frameworks").rglob("*") if "__pycache__" not in p.parts and p.suffix != ".pyc"]
     return [p for p in files if p.is_file()]
-
-
-_baked_files = baked_files  # the name this module used first
 
 
 @dataclass(frozen=True)

@@ -157,12 +157,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _image_state(client: Any, image: ImageSpec) -> str:
     if client is None:
         return "engine unreachable"
+    from .engine import first_line
     from .images import image_state
 
     try:
         return image_state(client, image)
     except Exception as exc:  # an engine error must not hide the rest of the table
-        return f"error: {str(exc).splitlines()[0][:60]}"
+        return f"error: {first_line(exc, 60)}"
 
 
 # --- build, base-image, venv, compose ------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from frameworks.result import Result
 
 from .catalog import ImageSpec, Variant
-from .engine import DockerClient
+from .engine import DockerClient, first_line
 from .matrix import Cell, Log, Prepared, Settings, interpret, runner_result
 
 TMPFS = {"/tmp": "rw,exec,nosuid,size=2g"}  # exec: torch.compile loads the C++ it compiles from /tmp
@@ -98,7 +98,7 @@ class DockerBackend:
         try:
             return build_image(self.client, image, base_image=self.base_image, log=log)
         except (ImageBuildError, ImageValidationError, docker.errors.DockerException) as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line(exc)
             log(f"{image.name}: build failed: {message}")
             return f"error: image {image.name} did not build: {message}"
 
@@ -108,7 +108,7 @@ class DockerBackend:
         try:
             container = self.client.containers.run(image_id, **container_options(cell, settings, image_id))
         except docker.errors.DockerException as exc:
-            return runner_result(cell, settings, "failed", f"container did not start: {_one_line(exc)}")
+            return runner_result(cell, settings, "failed", f"container did not start: {first_line(exc)}")
         try:
             return self._finish(container, cell, settings)
         finally:
@@ -148,8 +148,3 @@ def _remove(container: Any) -> None:
 
     with contextlib.suppress(docker.errors.NotFound):
         container.remove(force=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -28,7 +28,7 @@ def connect(timeout: int = 600) -> DockerClient:
         client = docker.from_env(timeout=timeout)  # type: ignore[attr-defined]
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:  # OSError: a socket error the SDK did not wrap
-        raise EngineUnavailable(f"no Docker engine answers ({_first_line(exc)}); {HINT}") from None
+        raise EngineUnavailable(f"no Docker engine answers ({first_line(exc, 200)}); {HINT}") from None
     return client
 
 
@@ -38,14 +38,7 @@ def engine_version(client: DockerClient) -> str:
     return f"{info.get('Version', '?')} (API {info.get('ApiVersion', '?')})"
 
 
-def engine_available() -> bool:
-    try:
-        connect(timeout=10).close()
-    except EngineUnavailable:
-        return False
-    return True
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for a log or a failed cell (a Docker error can be pages long)."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return text.splitlines()[0][:limit]

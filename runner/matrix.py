@@ -21,8 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from frameworks.environment import DEFAULT_MIN_TIME_S
-from frameworks.environment import format_cpuset as _format_cpuset
+from frameworks.environment import DEFAULT_MIN_TIME_S, available_cpus, format_cpuset
 from frameworks.models import MODELS, get_model
 from frameworks.predict import THREAD_ENV
 from frameworks.result import Environment, Result, Status, cell_result
@@ -81,7 +80,7 @@ def parse_cpuset(text: str) -> list[int]:
 def check_cpuset(text: str) -> list[int]:
     """The cpuset's CPUs, which must all be ones this process may run on."""
     cpus = parse_cpuset(text)
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = available_cpus()
     outside = [c for c in cpus if c not in allowed]
     if outside:
         raise UsageError(f"--cpus {text!r}: CPU(s) {', '.join(map(str, outside))} not available here; "
@@ -89,12 +88,8 @@ def check_cpuset(text: str) -> list[int]:
     return cpus
 
 
-def format_cpuset(cpus: Iterable[int]) -> str:
-    return _format_cpuset(sorted(cpus))
-
-
 def default_cpuset() -> str:
-    return format_cpuset(os.sched_getaffinity(0))
+    return format_cpuset(available_cpus())
 
 
 def memory_bytes(text: str) -> int:
@@ -431,12 +426,14 @@ class MatrixRun:
         if self.host is None:
             return None
         cpus = parse_cpuset(self.settings.cpus)
+        docker = self.settings.backend == "docker"
         return replace(
             self.host,
             cpus_available=len(cpus),
             cpuset=self.settings.cpus,
-            in_container=self.settings.backend == "docker",
+            in_container=docker,
             image_id=self.prepared.ids.get(cell.variant.name),
+            memory_limit_bytes=memory_bytes(self.settings.memory) if docker else self.host.memory_limit_bytes,
         )
 
 

@@ -195,6 +195,7 @@ def test_loop_runs_one_cell_at_a_time_appending_each_result(tmp_path: Path) -> N
     assert {image for _, image in backend.calls} == {"sha256:b"}
     assert [r.status for r in results] == ["ok", "ok", "ok", "skipped"]
     assert results[-1].error == "no NVIDIA runtime" and results[-1].environment is not None
+    assert results[-1].environment.memory_limit_bytes == memory_bytes(SETTINGS.memory)  # the container limit
     assert [result_key(r) for r in load_results(tmp_path).results] == [c.key for c in cells]
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("[2/5] cpu-torch eager lenet5 ... 1 ms (ok) — ~")

@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward
+from .registry import BuildOptions, Built, Forward, get_framework
 
-MODES = ("imperative", "hybrid")
-DEVICES = ("cpu", "cuda")
+MODES = get_framework("mxnet").modes  # the registry is the one list
+DEVICES = get_framework("mxnet").devices
 FEATURES = ("MKLDNN", "BLAS_OPEN", "BLAS_MKL", "OPENMP", "CUDA", "CUDNN")
 CPU_WORKER_THREADS = "1"  # engine workers = operators run in parallel: 1, like the other frameworks' inter-op pools
 
@@ -38,11 +39,6 @@ _loaded: dict[str, str] = {}
 # canonical tensor kind -> Gluon parameter suffix
 _PARAM = {"weight": "weight", "bias": "bias", "gamma": "gamma", "beta": "beta", "mean": "running_mean",
           "var": "running_var"}  # fmt: skip
-
-
-def thread_count(threads: int) -> int:
-    """Threads to run with: the request, or (0) every CPU this process may run on."""
-    return threads if threads > 0 else len(os.sched_getaffinity(0))
 
 
 def mxnet_module(threads: int | None = None) -> Any:

@@ -7,17 +7,16 @@ makes the parameter count readable from the graph itself.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward
+from .registry import BuildOptions, Built, Forward, get_framework
 
-MODES = ("session",)
+MODES = get_framework("onnxruntime").modes  # the registry is the one list
 OPSET = 17
 INPUT, OUTPUT = "input", "output"
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -62,7 +61,7 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
 def session_options(threads: int) -> ort.SessionOptions:
     """Explicit thread counts (0 means every CPU this process may run on), all graph optimisations."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads if threads > 0 else len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = thread_count(threads)
     options.inter_op_num_threads = 1  # sequential networks: nothing runs across nodes
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -26,11 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward
+from .registry import BuildOptions, Built, Forward, get_framework
 
-MODES = ("eager", "graph", "xla")
-DEVICES = ("cpu", "cuda")
+MODES = get_framework("tensorflow").modes  # the registry is the one list
+DEVICES = get_framework("tensorflow").devices
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (torch and onnxruntime get 1 too)
 
 # What the last ``set_threads`` asked for and what TensorFlow runs with (reported by ``build_facts``).
@@ -94,7 +95,7 @@ def set_threads(threads: int) -> int:
     different request raises, so it is kept as a warning and the effective value is recorded.
     Returns the intra-op count in effect.
     """
-    count = threads if threads > 0 else len(os.sched_getaffinity(0))
+    count = thread_count(threads)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(count)
         tf.config.threading.set_inter_op_parallelism_threads(INTEROP_THREADS)

@@ -10,7 +10,6 @@ Modes:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import warnings
 from collections import OrderedDict
@@ -21,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward
+from .registry import BuildOptions, Built, Forward, get_framework
 
-MODES = ("eager", "jit", "compile")
-DEVICES = ("cpu", "cuda")
+MODES = get_framework("torch").modes  # the registry is the one list
+DEVICES = get_framework("torch").devices
 CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)
 
@@ -86,7 +86,7 @@ def set_threads(threads: int) -> int:
     Set on every build, not left to torch's default, because an earlier build in the same process
     may have changed it. The inter-op pool can be sized only once per process, before first use.
     """
-    count = threads if threads > 0 else len(os.sched_getaffinity(0))
+    count = thread_count(threads)
     torch.set_num_threads(count)
     with contextlib.suppress(RuntimeError):  # already set, or inter-op work has started: keep what is there
         torch.set_num_interop_threads(INTEROP_THREADS)
