@@ -63,6 +63,24 @@ def run_predict(python: str, *args: str, timeout: float = 900) -> subprocess.Com
     )
 
 
+def run_runner(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m runner`` from the repository root, with extra environment variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_short_facts(facts: dict[str, str]) -> None:
+    """Build facts as a report shows them: a non-empty dict of short strings."""
+    assert facts and all(isinstance(v, str) and 0 < len(v) <= 80 for v in facts.values()), facts
+
+
 def assert_matches_reference(forward: Any, model: str, batch: int = 2, seed: int = 5) -> None:
     """A batch of 2 (the equivalence test runs batch 1) through ``forward``, against the float64 reference."""
     import numpy as np

@@ -25,7 +25,7 @@ import pytest
 from frameworks.backends.registry import BuildOptions, load_backend
 from frameworks.models import BN_EPS, get_model
 from frameworks.weights import canonical_weights
-from tests.conftest import REPO_ROOT, assert_matches_reference, require_framework, run_predict
+from tests.conftest import REPO_ROOT, assert_matches_reference, assert_short_facts, require_framework, run_predict
 
 pytestmark = pytest.mark.framework
 
@@ -63,10 +63,6 @@ def _probe(python: str, code: str, *args: str, env: dict[str, str] | None = None
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(lines[-1][len(MARK) :]), proc.stdout
-
-
-def _short_strings(facts: dict[str, str]) -> None:
-    assert facts and all(isinstance(v, str) and 0 < len(v) <= 80 for v in facts.values()), facts
 
 
 # --- TensorFlow -----------------------------------------------------------------------------
@@ -111,7 +107,7 @@ def test_tf_build_facts(tfb):
     from tensorflow.python.util import _pywrap_util_port
 
     facts = tfb.build_facts()
-    _short_strings(facts)
+    assert_short_facts(facts)
     assert facts["tensorflow"] == tfb.version() == tf.__version__
     assert facts["onednn_enabled"] == str(bool(_pywrap_util_port.IsMklEnabled()))
     assert facts["TF_ENABLE_ONEDNN_OPTS"] == os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
@@ -292,7 +288,7 @@ def test_mxnet_facts_and_threads_read_at_load(mx_python, threads, expected):
     different request cannot change it, and says so."""
     result, _ = _probe(mx_python, MX_PROBE, str(threads))
     facts = result["facts"]
-    _short_strings(facts)
+    assert_short_facts(facts)
     assert facts["mxnet"] == result["version"] == "1.9.1" and result["numpy"] == "1.23.5"
     assert all(facts[f.lower()] == str(on) for f, on in result["features"].items())
     assert facts["MXNET_MKLDNN_ENABLED"] == "unset" and facts["mkldnn_in_use"] == facts["mkldnn"]

@@ -18,7 +18,7 @@ from frameworks.backends.registry import BuildOptions, load_backend
 from frameworks.models import BN_EPS, get_model
 from frameworks.result import Result
 from frameworks.weights import canonical_weights
-from tests.conftest import assert_matches_reference, run_predict
+from tests.conftest import assert_matches_reference, assert_short_facts, run_predict
 
 pytestmark = pytest.mark.framework
 
@@ -50,10 +50,6 @@ def restore_torch_threads(tb):
     torch.set_num_threads(before)
 
 
-def _short_strings(facts: dict[str, str]) -> None:
-    assert facts and all(isinstance(v, str) and 0 < len(v) <= 80 for v in facts.values()), facts
-
-
 # --- torch ----------------------------------------------------------------------------------
 
 
@@ -61,7 +57,7 @@ def test_torch_build_facts(tb):
     import torch
 
     facts = tb.build_facts()
-    _short_strings(facts)
+    assert_short_facts(facts)
     assert facts["torch"] == tb.version() == torch.__version__
     assert {"blas", "onednn", "openmp", "mkldnn_available", "cpu_capability"} <= facts.keys()
     if torch.version.cuda:
@@ -209,7 +205,7 @@ def test_ort_build_facts(ob):
     import onnxruntime as ort
 
     facts = ob.build_facts()
-    _short_strings(facts)
+    assert_short_facts(facts)
     assert facts["onnxruntime"] == ob.version() == ort.__version__ and facts["onnx"] == onnx.__version__
     assert facts["opset"] == str(ob.OPSET) and "CPUExecutionProvider" in facts["providers"]
     assert facts["device"] in ("CPU", "GPU") or facts["device"].startswith("GPU")

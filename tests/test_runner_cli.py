@@ -12,22 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_runner
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/dlbench-test.sock"}
 FRAMEWORK_MODULES = ("torch", "tensorflow", "mxnet", "onnxruntime", "jax", "keras")
 
 
 def runner(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_runner(*args, env=env, timeout=timeout)
 
 
 def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -21,7 +21,7 @@ from runner.catalog import load_catalog
 from runner.local_backend import LocalBackend, ensure_venv, unsupported, venv_id, venv_python, venv_state
 from runner.matrix import Cell, Settings
 from runner.rundir import load_results, read_run_info
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_runner
 
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
@@ -35,11 +35,7 @@ def openblas_python() -> Path:
     return ensure_venv(OPENBLAS.image, log=lambda line: None)
 
 
-def runner(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+runner = run_runner
 
 
 def only_run_dir(out: Path) -> Path:
