@@ -13,14 +13,13 @@ import gc
 import time
 import traceback
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 
 import numpy as np
 
 from .backends.registry import Backend, BuildOptions, Built, check_mode, get_framework, load_backend
 from .environment import DEFAULT_MIN_TIME_S, LOAD_WARNING_CPUS, LoadMeter, environment, peak_rss_bytes
 from .models import ModelSpec, get_model
-from .result import Result, Stats, cell_result
+from .result import Result, Stats, cell_result, utc_now
 from .stats import stability_warnings, summarize
 from .verify import compare, reference_output, tolerance_for, verification_input
 from .weights import canonical_weights, make_input
@@ -39,10 +38,6 @@ class TimingOptions:
     min_time: float = DEFAULT_MIN_TIME_S
     threads: int = 1
     seed: int = 0
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -91,7 +86,7 @@ def _base_result(framework: str, mode: str, spec: ModelSpec, options: TimingOpti
         threads=options.threads,
         seed=options.seed,
         tolerance=tolerance_for(spec),
-        started_at=now(),
+        started_at=utc_now(),
         environment=environment(),
     )
 
@@ -109,7 +104,7 @@ def run_cell(framework: str, model: str, mode: str, options: TimingOptions) -> R
     try:
         backend = load_backend(framework)
     except Exception as exc:
-        return replace(base, error=f"cannot import {framework}: {_one_line(exc)}", finished_at=now())
+        return replace(base, error=f"cannot import {framework}: {_one_line(exc)}", finished_at=utc_now())
     if options.device == "cuda" and not backend.cuda_available():
         raise CudaUnavailable(f"CUDA requested but {framework} sees no GPU")
     base = replace(base, version=backend.version(), build=backend.build_facts())
@@ -117,7 +112,7 @@ def run_cell(framework: str, model: str, mode: str, options: TimingOptions) -> R
         result = _measure(backend, spec, mode, options, base)
     except Exception as exc:
         traceback.print_exc()
-        return replace(base, error=_one_line(exc), peak_rss_bytes=peak_rss_bytes(), finished_at=now())
+        return replace(base, error=_one_line(exc), peak_rss_bytes=peak_rss_bytes(), finished_at=utc_now())
     return result
 
 
@@ -150,7 +145,7 @@ def _measure(backend: Backend, spec: ModelSpec, mode: str, options: TimingOption
         max_error=check.max_error if np.isfinite(check.max_error) else None,
         other_load=load,
         warnings=tuple(warnings),
-        finished_at=now(),
+        finished_at=utc_now(),
     )
 
 

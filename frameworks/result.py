@@ -12,6 +12,7 @@ import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
 if TYPE_CHECKING:
@@ -172,6 +173,11 @@ def parse_results_jsonl(data: bytes) -> tuple[list[tuple[int, Result]], list[Bad
     if tail.strip():
         bad.append(BadLine(len(lines) + 1, "no newline at the end", truncated=True))
     return results, bad
+
+
+def utc_now() -> str:
+    """Timestamps in results and run.json: ISO 8601, UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def cell_result(

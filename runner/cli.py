@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from frameworks.environment import DEFAULT_MIN_TIME_S
 from frameworks.models import MODELS
-from frameworks.result import RESULTS_FILE, Result, RunInfo
+from frameworks.result import RESULTS_FILE, Result, RunInfo, utc_now
 
 from .catalog import CATALOG_PATH, Catalog, CatalogError, ImageSpec, Variant, load_catalog
 from .matrix import (
@@ -36,7 +36,7 @@ from .matrix import (
     plan,
     result_key,
 )
-from .rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, utc_now, write_run_info
+from .rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, write_run_info
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -357,9 +357,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     info = _start_info(run_dir, settings, backend, prepared.ids, info, args.no_peak)
     write_run_info(run_dir, info)
     log(f"run directory: {run_dir}")
-    from frameworks.environment import environment
-
-    matrix = MatrixRun(cells, backend, settings, run_dir, prepared, host=environment(), done=done)
+    matrix = MatrixRun(cells, backend, settings, run_dir, prepared, host=info.host, done=done)
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         results = matrix.run()

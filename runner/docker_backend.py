@@ -11,7 +11,6 @@ always removed.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from typing import Any
 
 from frameworks.result import Result
@@ -128,7 +127,7 @@ class DockerBackend:
         result = interpret(cell, settings, returncode, stdout, stderr)
         if returncode != 0 and _oom_killed(container):
             return runner_result(cell, settings, "failed", f"out of memory (limit {settings.memory})")
-        return replace(result, backend=self.name)
+        return result
 
 
 def _oom_killed(container: Any) -> bool:

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from frameworks.predict import THREAD_ENV
@@ -219,7 +218,7 @@ class LocalBackend:
         except BaseException:  # Ctrl-C: never leave a benchmark running behind the runner
             _kill_group(proc)
             raise
-        return replace(interpret(cell, settings, proc.returncode, stdout, stderr), backend=self.name)
+        return interpret(cell, settings, proc.returncode, stdout, stderr)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

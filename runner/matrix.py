@@ -24,10 +24,10 @@ from typing import Protocol, TextIO
 from frameworks.environment import DEFAULT_MIN_TIME_S, available_cpus, format_cpuset
 from frameworks.models import MODELS, get_model
 from frameworks.predict import THREAD_ENV
-from frameworks.result import Environment, Result, Status, cell_result
+from frameworks.result import Environment, Result, Status, cell_result, utc_now
 
 from .catalog import REPO_ROOT, Variant
-from .rundir import append_result, utc_now
+from .rundir import append_result
 
 Log = Callable[[str], None]
 CellKey = tuple[str, str, str]  # (variant, mode, model)

@@ -43,10 +43,6 @@ class LoadedResults:
         return [f"{path}:{b.lineno}: {truncated if b.truncated else b.reason}" for b in self.bad_lines]
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def new_run_dir(out: Path, now: datetime | None = None) -> Path:
     """``<out>/<UTC timestamp>``, e.g. ``runs/20260102T030405Z``; a suffix keeps two runs in one second apart."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
