@@ -29,30 +29,30 @@ import time
 from dataclasses import replace
 
 from runner.catalog import load_catalog
-from runner.docker_backend import DockerBackend, container_options
+from runner.docker_launcher import DockerLauncher, container_options
 from runner.engine import connect, engine_version
-from runner.local_backend import LocalBackend
-from runner.matrix import Backend, Cell, Settings, default_cpuset
+from runner.local_launcher import LocalLauncher
+from runner.matrix import Cell, Launcher, Settings, default_cpuset
 
 
-def run_once(backend: Backend, cell: Cell, settings: Settings, image_id: str) -> tuple[float, float]:
+def run_once(launcher: Launcher, cell: Cell, settings: Settings, image_id: str) -> tuple[float, float]:
     """(the cell's median latency in s, wall time from launch to parsed result in s)."""
     start = time.perf_counter()
-    result = backend.run_cell(cell, settings, image_id)
+    result = launcher.launch(cell, settings, image_id)
     wall = time.perf_counter() - start
     if result.status != "ok" or result.stats is None:
-        raise SystemExit(f"{backend.name}: {cell.label}: {result.status}: {result.error}")
+        raise SystemExit(f"{launcher.name}: {cell.label}: {result.status}: {result.error}")
     return result.stats.median, wall
 
 
 def bare_start(
-    backend: DockerBackend, cell: Cell, settings: Settings, image_id: str, local_python: str
+    launcher: DockerLauncher, cell: Cell, settings: Settings, image_id: str, local_python: str
 ) -> tuple[float, float]:
     """Wall time of ``python -c pass`` in the cell's container (same options) and in the local venv."""
     options = container_options(cell, settings, image_id)
     options.update(command=["python", "-c", "pass"], detach=False, remove=True)
     start = time.perf_counter()
-    backend.client.containers.run(image_id, **options)
+    launcher.client.containers.run(image_id, **options)
     container = time.perf_counter() - start
     start = time.perf_counter()
     subprocess.run([local_python, "-c", "pass"], check=True)
@@ -77,17 +77,18 @@ def main(argv: list[str] | None = None) -> int:
 
     variant = load_catalog().variant(args.variant)
     cell = Cell(variant, args.mode or variant.modes[0], args.model)
-    settings = Settings((variant.name,), (args.model,), "docker", iterations=args.iterations, warmup=args.warmup,
-                        min_time=0.0, cpus=args.cpus, timeout=900)  # exactly --iterations samples  # fmt: skip
-    docker = DockerBackend(connect())
-    local = LocalBackend()
+    settings = Settings((variant.name,), (args.model,), "docker", cpus=args.cpus, timeout=900).with_options(
+        iterations=args.iterations, warmup=args.warmup, min_time=0.0
+    )  # exactly --iterations samples
+    docker = DockerLauncher(connect())
+    local = LocalLauncher()
     log = lambda line: print(line, file=sys.stderr)
     ids = {
         "docker": docker.prepare([variant], log).ids[variant.name],
         "local": local.prepare([variant], log).ids[variant.name],
     }
-    backends: dict[str, Backend] = {"docker": docker, "local": local}
-    per = {name: replace(settings, backend=name) for name in backends}
+    backends: dict[str, Launcher] = {"docker": docker, "local": local}
+    per = {name: replace(settings, launcher=name) for name in backends}
     print(f"# {cell.label}: {args.iterations} iterations, CPUs {args.cpus}; engine {engine_version(docker.client)}; "
           f"load {os.getloadavg()[0]:.2f}; {args.rounds} rounds alternating")  # fmt: skip
 

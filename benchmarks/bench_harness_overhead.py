@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from frameworks.backends.registry import BuildOptions, is_installed, load_backend
     from frameworks.environment import LoadMeter, cpu_model
-    from frameworks.harness import TimingOptions, _time_loop
+    from frameworks.harness import _time_loop
     from frameworks.models import get_model
+    from frameworks.scenarios.latency import LatencyConfig
     from frameworks.weights import canonical_weights, make_input
 
     spec = get_model(args.model)
@@ -48,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{cell}: not installed here, skipped")
             continue
         built = load_backend(framework).build(spec, canonical_weights(spec), BuildOptions(mode, "cpu", threads))
-        options = TimingOptions(iterations=args.block, min_time=0.0, threads=threads)  # blocks of equal size
+        timing = LatencyConfig(iterations=args.block, min_time=0.0)  # blocks of equal size
         rng = np.random.default_rng(7)
         for _ in range(50):
             built.forward(make_input(spec, 1, rng))
         harness_medians, bare_means = [], []
         for _ in range(args.rounds):
-            samples, _ = _time_loop(built, spec, options)
+            samples, _ = _time_loop(built.forward, spec, 1, 0, timing)
             harness_medians.append(statistics.median(samples))
             inputs = [make_input(spec, 1, rng) for _ in range(args.block)]
             start = time.perf_counter_ns()

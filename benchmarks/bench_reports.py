@@ -2,15 +2,17 @@
 
 Generates an N-cell fixture run (default 500: the catalog's rows repeated as numbered variant
 copies, 25 samples each; test data, see tests/fixtures/make_report_fixtures.py) in a temporary
-directory, then times each stage of ``render_run`` separately, best of ``--repeats``:
+directory (``--sweep-cells`` adds throughput and thread-scaling cells, whose sections draw a
+line chart and a table per model), then times each stage of ``render_run`` separately, best of
+``--repeats``:
 
 - load: parse results.jsonl and run.json;
-- content: figures, matrix, study tables, and every comparison (bootstrap + Mann-Whitney U);
+- content: figures, matrix, study tables, every comparison (bootstrap + Mann-Whitney U), sweeps;
 - markdown: the Markdown text;
 - charts: every matplotlib chart as SVG;
 - html: the jinja2 template around them.
 
-    python -m benchmarks.bench_reports [--cells 500] [--repeats 3] [--keep DIR]
+    python -m benchmarks.bench_reports [--cells 500] [--sweep-cells 0] [--repeats 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def best_of(repeats: int, work: Callable[[], T]) -> tuple[float, T]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=500)
+    parser.add_argument("--sweep-cells", type=int, default=0, help="throughput and thread-scaling cells to add")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="also write the run and its reports here")
     args = parser.parse_args(argv)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-reports-"))
     try:
-        run_dir = big_run(work / "run", args.cells)
+        run_dir = big_run(work / "run", args.cells, args.sweep_cells)
         t_load, run = best_of(args.repeats, lambda: load_run(run_dir))
         t_content, report = best_of(args.repeats, lambda: build_report(run))
         t_md, markdown = best_of(args.repeats, lambda: render_markdown(report))
@@ -70,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = sum(r.status == "ok" for r in run.results)
     comparisons = sum(len(g.comparisons) for g in report.groups)
-    print(f"{len(run.results)} cells ({ok} ok), {len(report.matrix)} rows, {comparisons} comparisons")
+    sweep_tables = sum(len(s.models) for s in report.sweeps)
+    print(
+        f"{len(run.results)} cells ({ok} ok), {len(report.matrix)} rows, {comparisons} comparisons, "
+        f"{sweep_tables} sweep charts and tables"
+    )
     print(f"best of {args.repeats} per stage")
     rows = [
         ["load results.jsonl", f"{t_load:.3f}"],

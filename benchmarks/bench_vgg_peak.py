@@ -20,6 +20,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from frameworks.backends.registry import FRAMEWORKS, is_installed
+from frameworks.environment import THREAD_ENV
 from frameworks.result import Result
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ print(json.dumps(out))
 
 def thread_env(threads: int) -> dict[str, str]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_ENV:
         env[name] = str(threads)
     return env
 
@@ -52,7 +53,7 @@ def measure_peak(threads: int) -> dict[str, float]:
     return dict(json.loads(proc.stdout))
 
 
-def run_cell(python: str, framework: str, mode: str, threads: int, iterations: int) -> Result:
+def measure_cell(python: str, framework: str, mode: str, threads: int, iterations: int) -> Result:
     args = ["--framework", framework, "--model", "vgg16", "--mode", mode, "--threads", str(threads),
             "--iterations", str(iterations), "--warmup", "2", "--output", "-"]  # fmt: skip
     proc = subprocess.run([python, "-m", "frameworks.predict", *args], cwd=REPO, env=thread_env(threads),
@@ -80,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frameworks:
         found = {fw: py for fw, py in found.items() if fw in args.frameworks}
     before = measure_peak(args.threads)
-    rows, best = [], {}
+    rows: list[list[object]] = []
+    best: dict[str, tuple[str, float]] = {}
     for framework, python in found.items():
         for mode in FRAMEWORKS[framework].modes:
-            r = run_cell(python, framework, mode, args.threads, args.iterations)
+            r = measure_cell(python, framework, mode, args.threads, args.iterations)
             assert r.stats is not None and r.gflops is not None, r.error
             rows.append([f"{framework}-{mode}", r.version, f"{r.stats.median * 1e3:.1f}", f"{r.gflops:.1f}",
                          r.verified, f"{r.other_load:.2f}" if r.other_load is not None else "?"])  # fmt: skip

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from .backends.registry import BuildOptions, check_mode, load_backend
 from .models import get_model
-from .verify import compare, reference_output, tolerance_for, verification_input
+from .verify import compare, reference_output, verification_input
 from .weights import canonical_weights
 
 
@@ -40,7 +40,7 @@ def check_cell(
     backend = load_backend(framework)
     built = backend.build(spec, canonical_weights(spec, seed), BuildOptions(mode, device, threads=0, batch=batch))
     result = compare(
-        built.forward(verification_input(spec, batch, seed)), reference_output(spec, batch, seed), tolerance_for(spec)
+        built.forward(verification_input(spec, batch, seed)), reference_output(spec, batch, seed), spec.tolerance
     )
     return CheckReport(
         framework, mode, model, built.params, built.buffers, spec.params, spec.buffers,

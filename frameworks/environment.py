@@ -21,9 +21,15 @@ LOAD_WARNING_CPUS = 0.25  # other processes' average CPU use above which a cell 
 # /proc/stat counts in clock ticks (10 ms): over a few milliseconds one tick of another process
 # reads as several CPUs busy, so shorter windows give no load figure at all.
 LOAD_MIN_WINDOW_S = 0.5
-# Default least timed time per cell: LeNet-5's 20 iterations take about a millisecond, too short
-# for a median worth quoting or for the load meter above.
-DEFAULT_MIN_TIME_S = 1.0
+# The variables BLAS and OpenMP libraries read their thread count from, once, when they load:
+# predict sets them before importing NumPy, a sweep's point processes get them per thread count.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def cpu_model() -> str:

@@ -1,28 +1,51 @@
-"""The one timing loop every framework goes through.
+"""The one harness every scenario and framework goes through: run a cell, time a forward pass, run a point.
 
-Per cell: build the model from the canonical weights, run the first inference on the
-verification input (timed separately: it includes lazy compilation) and compare it to the
-NumPy float64 reference, warm up, then time each iteration around feed + forward + fetch
-(the backend's ``forward``) with a fresh input made outside the timer, until at least
-``iterations`` samples and ``min_time`` seconds are in.
+``run_cell`` checks the names, starts the result from everything known before measuring, and hands
+it to the scenario, which owns the measurement loop; whatever goes wrong inside a framework comes
+back as a failed result, never an exception.
+
+``measure_forward`` is the timed protocol itself: build the model from the canonical weights, run
+the first inference on the verification input (timed separately: it includes lazy compilation)
+and compare it to the NumPy float64 reference, warm up, then time each iteration around feed +
+forward + fetch (the backend's ``forward``) with a fresh input made outside the timer, until at
+least ``iterations`` samples and ``min_time`` seconds are in.
+
+``run_point`` measures one point of a sweep in a process of its own (``python -m
+frameworks.predict --scenario latency``): thread counts are read by BLAS and OpenMP once per
+process, peak memory is per process, and a point that the OOM killer or the timeout ends must not
+end the sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from .backends.registry import Backend, BuildOptions, Built, check_mode, get_framework, load_backend
-from .environment import DEFAULT_MIN_TIME_S, LOAD_WARNING_CPUS, LoadMeter, environment, peak_rss_bytes
+from .backends.registry import Backend, BuildOptions, check_mode, get_framework, load_backend
+from .environment import LOAD_WARNING_CPUS, THREAD_ENV, LoadMeter, environment, peak_rss_bytes
 from .models import ModelSpec, get_model
-from .result import Result, Stats, cell_result, utc_now
+from .result import Point, Result, Stats, cell_result, utc_now
+from .scenarios import Scenario, ScenarioConfig, get_scenario
 from .stats import stability_warnings, summarize
-from .verify import compare, reference_output, tolerance_for, verification_input
+from .verify import compare, reference_output, verification_input
 from .weights import canonical_weights, make_input
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where ``python -m frameworks.predict`` resolves
+# How often the OOM killer struck in this process's memory cgroup (a container's own): the line
+# "oom_kill N" of cgroup v2's memory.events, or of cgroup v1's memory.oom_control.
+OOM_COUNTERS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 
 
 class CudaUnavailable(RuntimeError):
@@ -30,30 +53,143 @@ class CudaUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TimingOptions:
+class CellRequest:
+    """What to measure, apart from how: the scenario's config says how."""
+
+    framework: str
+    model: str
+    mode: str
     device: str = "cpu"
-    batch: int = 1
-    iterations: int = 20
-    warmup: int = 5
-    min_time: float = DEFAULT_MIN_TIME_S
     threads: int = 1
     seed: int = 0
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
-def _timed_call(forward: object, x: np.ndarray) -> float:
+# --- the cell --------------------------------------------------------------------------------------
+
+
+def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -> Result:
+    """Measure one cell with one scenario.
+
+    Unknown names raise ``KeyError``, a missing GPU ``CudaUnavailable``; anything that goes wrong
+    inside the framework becomes a failed result.
+    """
+    check_mode(request.framework, request.mode)
+    spec = get_model(request.model)
+    scenario = get_scenario(scenario_name)
+    info = get_framework(request.framework)
+    if request.device not in info.devices:
+        raise KeyError(f"{request.framework} has no {request.device!r} device; valid: {', '.join(info.devices)}")
+    if not isinstance(config, scenario.config):
+        raise TypeError(f"the {scenario.name} scenario takes a {scenario.config.__name__}")
+    config = config.resolve(spec, len(os.sched_getaffinity(0)))
+    base = base_result(request, spec, scenario, config)
+    try:
+        return scenario.measure(request, spec, config, base)
+    except CudaUnavailable:
+        raise
+    except Exception as exc:
+        traceback.print_exc()
+        return replace(base, error=one_line(exc), peak_rss_bytes=peak_rss_bytes(), finished_at=utc_now())
+
+
+def base_result(request: CellRequest, spec: ModelSpec, scenario: Scenario, config: ScenarioConfig) -> Result:
+    """The cell as far as it is known before measuring: failed until a scenario says otherwise."""
+    return cell_result(
+        request.framework,
+        request.mode,
+        spec,
+        request.device,
+        status="failed",
+        batch=config.cell_batch(),
+        threads=request.threads,
+        seed=request.seed,
+        scenario=scenario.name,
+        config=config.to_strings(),
+        identity=config.IDENTITY,
+        started_at=utc_now(),
+        environment=environment(),
+    )
+
+
+def open_backend(request: CellRequest, base: Result) -> tuple[Backend | None, Result]:
+    """Import the framework: the backend and the result with its version and facts, or None and a failed result."""
+    try:
+        backend = load_backend(request.framework)
+    except Exception as exc:
+        return None, replace(base, error=f"cannot import {request.framework}: {one_line(exc)}", finished_at=utc_now())
+    if request.device == "cuda" and not backend.cuda_available():
+        raise CudaUnavailable(f"CUDA requested but {request.framework} sees no GPU")
+    return backend, replace(base, version=backend.version(), build=backend.build_facts())
+
+
+# --- one timed forward pass --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What ``measure_forward`` found: every figure of one (model, mode, batch, threads) measurement."""
+
+    first_inference_s: float
+    warmup_s: tuple[float, ...]
+    samples_s: tuple[float, ...]
+    stats: Stats
+    verified: bool
+    max_error: float | None
+    tolerance: float
+    other_load: float | None
+    threads_in_use: int | None
+    facts: dict[str, str]  # build facts read again after the build (thread settings settle there)
+    warnings: tuple[str, ...]
+
+
+def _timed_call(forward: Callable[[np.ndarray], object], x: np.ndarray) -> float:
     start = time.perf_counter_ns()
-    forward(x)  # type: ignore[operator]
+    forward(x)
     return (time.perf_counter_ns() - start) * 1e-9
 
 
-def _time_loop(built: Built, spec: ModelSpec, options: TimingOptions) -> tuple[list[float], float | None]:
+def measure_forward(
+    backend: Backend, spec: ModelSpec, request: CellRequest, batch: int, timing: ScenarioConfig
+) -> Measured:
+    """The timed protocol (see the module docstring); the numbers of every latency cell come from here."""
+    weights = canonical_weights(spec, request.seed)
+    built = backend.build(spec, weights, BuildOptions(request.mode, request.device, request.threads, batch))
+    facts = backend.build_facts()
+    reference = reference_output(spec, batch, request.seed)
+    x0 = verification_input(spec, batch, request.seed)
+    start = time.perf_counter_ns()
+    first = built.forward(x0)
+    first_s = (time.perf_counter_ns() - start) * 1e-9
+    check = compare(first, reference, spec.tolerance)
+    warm_rng = np.random.default_rng([request.seed, 1])
+    warmup = tuple(_timed_call(built.forward, make_input(spec, batch, warm_rng)) for _ in range(timing.warmup))
+    samples, load = _time_loop(built.forward, spec, batch, request.seed, timing)
+    stats = summarize(samples)
+    return Measured(
+        first_inference_s=first_s,
+        warmup_s=warmup,
+        samples_s=tuple(samples),
+        stats=stats,
+        verified=check.verified,
+        max_error=check.max_error if np.isfinite(check.max_error) else None,
+        tolerance=check.tolerance,
+        other_load=load,
+        threads_in_use=built.threads,
+        facts=facts,
+        warnings=tuple(measurement_warnings(stats, check.verified, check.max_error, check.tolerance, load)),
+    )
+
+
+def _time_loop(
+    forward: Callable[[np.ndarray], object], spec: ModelSpec, batch: int, seed: int, timing: ScenarioConfig
+) -> tuple[list[float], float | None]:
     """Timed samples in seconds per batch, and other processes' CPU load during them."""
-    rng = np.random.default_rng([options.seed, 2])
+    rng = np.random.default_rng([seed, 2])
     samples: list[float] = []
     meter = LoadMeter()
     gc.collect()
@@ -61,98 +197,162 @@ def _time_loop(built: Built, spec: ModelSpec, options: TimingOptions) -> tuple[l
     try:
         meter.start()
         started = time.monotonic()
-        while len(samples) < options.iterations or time.monotonic() - started < options.min_time:
-            x = make_input(spec, options.batch, rng)
-            samples.append(_timed_call(built.forward, x))
+        while len(samples) < timing.iterations or time.monotonic() - started < timing.min_time:
+            x = make_input(spec, batch, rng)
+            samples.append(_timed_call(forward, x))
         load = meter.stop()
     finally:
         gc.enable()
     return samples, load
 
 
-def _warmup(built: Built, spec: ModelSpec, options: TimingOptions) -> list[float]:
-    rng = np.random.default_rng([options.seed, 1])
-    return [_timed_call(built.forward, make_input(spec, options.batch, rng)) for _ in range(options.warmup)]
-
-
-def _base_result(framework: str, mode: str, spec: ModelSpec, options: TimingOptions) -> Result:
-    return cell_result(
-        framework,
-        mode,
-        spec,
-        options.device,
-        status="failed",
-        batch=options.batch,
-        threads=options.threads,
-        seed=options.seed,
-        tolerance=tolerance_for(spec),
-        started_at=utc_now(),
-        environment=environment(),
-    )
-
-
-def run_cell(framework: str, model: str, mode: str, options: TimingOptions) -> Result:
-    """Measure one cell. Unknown names raise ``KeyError``, a missing GPU ``CudaUnavailable``;
-    anything that goes wrong inside the framework becomes a failed result, never an exception."""
-    check_mode(framework, mode)
-    spec = get_model(model)
-    if options.device not in get_framework(framework).devices:
-        raise KeyError(
-            f"{framework} has no {options.device!r} device; valid: {', '.join(get_framework(framework).devices)}"
-        )
-    base = _base_result(framework, mode, spec, options)
-    try:
-        backend = load_backend(framework)
-    except Exception as exc:
-        return replace(base, error=f"cannot import {framework}: {_one_line(exc)}", finished_at=utc_now())
-    if options.device == "cuda" and not backend.cuda_available():
-        raise CudaUnavailable(f"CUDA requested but {framework} sees no GPU")
-    base = replace(base, version=backend.version(), build=backend.build_facts())
-    try:
-        result = _measure(backend, spec, mode, options, base)
-    except Exception as exc:
-        traceback.print_exc()
-        return replace(base, error=_one_line(exc), peak_rss_bytes=peak_rss_bytes(), finished_at=utc_now())
-    return result
-
-
-def _measure(backend: Backend, spec: ModelSpec, mode: str, options: TimingOptions, base: Result) -> Result:
-    weights = canonical_weights(spec, options.seed)
-    build_options = BuildOptions(mode, options.device, options.threads, options.batch)
-    built = backend.build(spec, weights, build_options)
-    base = replace(base, build={**base.build, **backend.build_facts()})  # facts that build settled (threads)
-    reference = reference_output(spec, options.batch, options.seed)
-    x0 = verification_input(spec, options.batch, options.seed)
-    start = time.perf_counter_ns()
-    first = built.forward(x0)
-    first_s = (time.perf_counter_ns() - start) * 1e-9
-    check = compare(first, reference, tolerance_for(spec))
-    warmup = _warmup(built, spec, options)
-    samples, load = _time_loop(built, spec, options)
-    stats = summarize(samples)
-    warnings = _warnings(stats, check.verified, check.max_error, check.tolerance, load)
-    return replace(
-        base,
-        status="ok",
-        first_inference_s=first_s,
-        warmup_s=tuple(warmup),
-        samples_s=tuple(samples),
-        stats=stats,
-        throughput_ips=options.batch / stats.median,
-        gflops=spec.flops * options.batch / stats.median / 1e9,
-        peak_rss_bytes=peak_rss_bytes(),
-        verified=check.verified,
-        max_error=check.max_error if np.isfinite(check.max_error) else None,
-        other_load=load,
-        warnings=tuple(warnings),
-        finished_at=utc_now(),
-    )
-
-
-def _warnings(stats: Stats, verified: bool, error: float, tolerance: float, load: float | None) -> list[str]:
+def measurement_warnings(stats: Stats, verified: bool, error: float, tolerance: float, load: float | None) -> list[str]:
     warnings = stability_warnings(stats)
     if not verified:
         warnings.insert(0, f"output does not match the reference (max relative error {error:.3g} > {tolerance:g})")
     if load is not None and load > LOAD_WARNING_CPUS:
         warnings.append(f"machine busy: other processes used {load:.2f} CPUs during the timed loop")
     return warnings
+
+
+# --- one point of a sweep, in a process of its own -------------------------------------------------------
+
+
+def point_command(request: CellRequest, timing: ScenarioConfig, batch: int, threads: int) -> list[str]:
+    """``python -m frameworks.predict`` measuring one latency cell at this batch and thread count."""
+    return [
+        sys.executable, "-m", "frameworks.predict", "--scenario", "latency",
+        "--framework", request.framework, "--model", request.model, "--mode", request.mode,
+        "--device", request.device, "--batch", str(batch), "--threads", str(threads), "--seed", str(request.seed),
+        "--iterations", str(timing.iterations), "--warmup", str(timing.warmup), "--min-time", f"{timing.min_time:g}",
+        "--output", "-",
+    ]  # fmt: skip
+
+
+def run_point(
+    request: CellRequest, timing: ScenarioConfig, batch: int, threads: int, timeout: float
+) -> tuple[Point, Result | None]:
+    """One point, measured by a child predict process; the point and the child's result (None if it has none)."""
+    env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
+    ooms = _oom_kills()
+    print(
+        f"  {request.framework} {request.mode} {request.model}: batch {batch}, {threads} threads ...", file=sys.stderr
+    )
+    proc = subprocess.Popen(
+        point_command(request, timing, batch, threads), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True, cwd=PACKAGE_ROOT,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return Point(batch, threads, "failed", error=f"timed out after {timeout:g} s"), None
+    except BaseException:  # interrupted: never leave a measurement running behind the sweep
+        _kill_group(proc)
+        raise
+    child = _result_line(stdout)
+    if child is None:
+        return Point(batch, threads, "failed", error=_point_failure(proc.returncode, stderr, ooms)), None
+    return point_from(child, batch, threads), child
+
+
+def run_points(
+    request: CellRequest, timing: ScenarioConfig, sweep: list[tuple[int, int]], timeout: float
+) -> tuple[list[Point], list[Result]]:
+    """Each (batch, threads) of a sweep by ``run_point``, in order; the points and the children's results."""
+    points, children = [], []
+    for batch, threads in sweep:
+        point, child = run_point(request, timing, batch, threads, timeout)
+        points.append(point)
+        if child is not None:
+            children.append(child)
+    return points, children
+
+
+def point_from(child: Result, batch: int, threads: int) -> Point:
+    """A child's latency result as a point of the sweep (per-batch figures; speedups come later)."""
+    if child.status != "ok" or child.stats is None:
+        return Point(batch, threads, "failed", error=child.error or child.status, peak_rss_bytes=child.peak_rss_bytes)
+    return Point(
+        batch=batch,
+        threads=threads,
+        status="ok",
+        threads_in_use=child.threads_in_use,
+        first_inference_s=child.first_inference_s,
+        warmup_s=child.warmup_s,
+        samples_s=child.samples_s,
+        stats=child.stats,
+        throughput_ips=child.throughput_ips,
+        peak_rss_bytes=child.peak_rss_bytes,
+        verified=child.verified,
+        max_error=child.max_error,
+        other_load=child.other_load,
+        warnings=child.warnings,
+    )
+
+
+def sweep_result(base: Result, points: list[Point], children: list[Result]) -> Result:
+    """The cell's result from its points: ok when any point is, with the failed points named."""
+    ok = [p for p in points if p.status == "ok"]
+    first = next((c for c in children if c.status == "ok"), children[0] if children else None)
+    if first is not None:
+        base = replace(
+            base, version=first.version, build=first.build, environment=first.environment or base.environment
+        )
+    failed = [p for p in points if p.status != "ok"]
+    warnings = [f"batch {p.batch}, {p.threads} threads: {p.error}" for p in failed]
+    warnings += [f"batch {p.batch}, {p.threads} threads: {w}" for p in ok for w in p.warnings]
+    loads = [p.other_load for p in ok if p.other_load is not None]
+    memory = [p.peak_rss_bytes for p in points if p.peak_rss_bytes is not None]
+    return replace(
+        base,
+        status="ok" if ok else "failed",
+        error=None if ok else (failed[0].error if failed else "no point was measured"),
+        points=tuple(points),
+        verified=all(bool(p.verified) for p in ok) if ok else None,
+        max_error=max((p.max_error for p in ok if p.max_error is not None), default=None),
+        other_load=max(loads, default=None),
+        peak_rss_bytes=max(memory, default=None),
+        warnings=tuple(warnings),
+        finished_at=utc_now(),
+    )
+
+
+def _result_line(stdout: str) -> Result | None:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    try:
+        return Result.from_json(lines[-1]) if lines else None
+    except (ValueError, json.JSONDecodeError):
+        return None
+
+
+def _point_failure(returncode: int, stderr: str, ooms_before: int | None) -> str:
+    ooms = _oom_kills()
+    killed = returncode < 0 and -returncode == signal.SIGKILL
+    if killed and ooms is not None and ooms_before is not None and ooms > ooms_before:
+        return "out of memory (killed by the OOM killer)"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    detail = f": {lines[-1][:300]}" if lines else ""
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}{detail}"
+    return f"exit code {returncode}{detail}"
+
+
+def _oom_kills() -> int | None:
+    for path in OOM_COUNTERS:
+        try:
+            with open(path, encoding="utf-8") as counters:
+                for line in counters:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the point's process and anything it started (compiler workers), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .registry import Registry
+
 BN_EPS = 1e-5
 
 
@@ -77,14 +79,31 @@ Layer = Conv | BatchNorm | ReLU | MaxPool | GlobalAvgPool | Flatten | Dense | So
 Shape = tuple[int, ...]
 
 
+DEFAULT_BATCHES = (1, 4, 16, 64)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A network: input shape (C, H, W) without batch, and its layers in order."""
+    """A network: input shape (C, H, W) without batch, and its layers in order.
+
+    ``tolerance`` is how far a float32 framework's output may be from the NumPy float64
+    reference (max abs error / max abs reference) and still count as the same network: deeper
+    networks accumulate more rounding. ``batches`` is the throughput scenario's default sweep
+    (VGG-16 stops at 16: its im2col columns at batch 64 need tens of GB).
+    """
 
     name: str
     title: str
     input_shape: tuple[int, int, int]
     layers: tuple[Layer, ...]
+    tolerance: float = 1e-4
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+
+    def __post_init__(self) -> None:
+        if not (self.tolerance > 0):
+            raise ValueError(f"model {self.name}: tolerance must be positive, got {self.tolerance!r}")
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise ValueError(f"model {self.name}: batches must be positive integers, got {self.batches!r}")
 
     @property
     def classes(self) -> int:
@@ -202,7 +221,7 @@ def lenet5(classes: int = 10) -> ModelSpec:
         Dense("fc3", classes),
         Softmax("softmax"),
     )
-    return ModelSpec("lenet5", "LeNet-5", (3, 32, 32), layers)
+    return ModelSpec("lenet5", "LeNet-5", (3, 32, 32), layers, tolerance=1e-4)
 
 
 VGG16_CONFIG_D: tuple[int | str, ...] = (
@@ -231,7 +250,7 @@ def vgg16(classes: int = 1000) -> ModelSpec:
         Dense("fc8", classes),
         Softmax("softmax"),
     ]
-    return ModelSpec("vgg16", "VGG-16", (3, 224, 224), tuple(layers))
+    return ModelSpec("vgg16", "VGG-16", (3, 224, 224), tuple(layers), tolerance=1e-3, batches=(1, 4, 16))
 
 
 MOBILENET_V1_BLOCKS: tuple[tuple[int, int], ...] = (
@@ -258,18 +277,27 @@ def mobilenet_v1(classes: int = 1000) -> ModelSpec:
         layers += _conv_bn_relu(f"pw{i}", out, 1, 1)
         channels = out
     layers += [GlobalAvgPool("avgpool"), Dense("fc", classes), Softmax("softmax")]
-    return ModelSpec("mobilenet_v1", "MobileNet v1", (3, 224, 224), tuple(layers))
+    return ModelSpec("mobilenet_v1", "MobileNet v1", (3, 224, 224), tuple(layers), tolerance=1e-3)
 
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (lenet5(), vgg16(), mobilenet_v1())}
+# --- the registry -------------------------------------------------------------------------------
 
-# Output tolerance against the NumPy float64 reference (max abs error / max abs reference).
-TOLERANCE: dict[str, float] = {"lenet5": 1e-4, "vgg16": 1e-3, "mobilenet_v1": 1e-3}
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Make ``spec`` a model of the matrix: every framework, scenario and report picks it up."""
+    return MODELS.register(spec.name, spec)
+
+
+def list_models() -> list[str]:
+    return list(MODELS)
 
 
 def get_model(name: str) -> ModelSpec:
     """Look a model up by name; an unknown name lists the valid ones."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}") from None
+    return MODELS.get_entry(name)
+
+
+for _spec in (lenet5(), vgg16(), mobilenet_v1()):
+    register_model(_spec)

@@ -1,5 +1,7 @@
-"""``python -m frameworks.predict``: time one cell, or every cell this environment can run.
+"""``python -m frameworks.predict``: measure one cell, or every cell this environment can run.
 
+A cell is a framework mode running one model, measured by one scenario (``--scenario``, default
+``latency``, or the ``DLBENCH_SCENARIO`` environment variable: compose services choose it so).
 Thread counts are fixed in the environment before NumPy or any framework is imported (BLAS and
 OpenMP read them once, at load), so every framework in a run gets the same number of threads.
 """
@@ -13,27 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends.registry import DEVICES, FRAMEWORKS, check_mode, get_framework, is_installed
-from .environment import DEFAULT_MIN_TIME_S, thread_count
+from .environment import THREAD_ENV, thread_count
 from .models import MODELS, get_model
+from .options import UsageError, add_scenario_options, choose_scenarios, given_options, scenario_configs
+from .result import append_jsonl
+from .scenarios import DEFAULT_SCENARIO, SCENARIO_ENV, SCENARIOS
 
 if TYPE_CHECKING:
     from .result import Result
 
-THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
-
-
-class UsageError(Exception):
-    """Bad input: one line on stderr, exit 2."""
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m frameworks.predict", description="Time one inference cell.")
+    p = argparse.ArgumentParser(prog="python -m frameworks.predict", description="Measure one cell.")
     p.add_argument("--framework", help=f"one of: {', '.join(FRAMEWORKS)}")
     p.add_argument("--model", help=f"one of: {', '.join(MODELS)}")
     p.add_argument(
@@ -41,27 +34,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--all", action="store_true", help="every model x mode of every framework importable here "
                    "(restricted by --framework / --model / --mode when given)")  # fmt: skip
-    p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--iterations", type=int, default=20, help="at least this many timed iterations")
-    p.add_argument("--warmup", type=int, default=5)
     p.add_argument(
-        "--min-time",
-        type=float,
-        default=DEFAULT_MIN_TIME_S,
-        help=f"and at least this many seconds of timed iterations (default {DEFAULT_MIN_TIME_S:g})",
+        "--scenario",
+        default=os.environ.get(SCENARIO_ENV) or DEFAULT_SCENARIO,
+        help=f"what to measure: {', '.join(SCENARIOS)} (default: ${SCENARIO_ENV}, else {DEFAULT_SCENARIO})",
     )
+    p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: every CPU available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and inputs")
     p.add_argument("--peak", action="store_true", help="also measure the float32 matmul peak (recorded per result)")
     p.add_argument("--output", default="-", help="'-' for stdout (JSON lines), a .jsonl file to append to, "
                    "an existing directory for one <cell>.json per cell, or a .json file")  # fmt: skip
+    add_scenario_options(p)
     args = p.parse_args(argv)
-    for name in ("batch", "iterations"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1")
-    if args.warmup < 0 or args.min_time < 0 or args.threads < 0:
-        raise UsageError("--warmup, --min-time and --threads must not be negative")
+    if args.threads < 0:
+        raise UsageError("--threads must not be negative")
     if not args.all and not (args.framework and args.model):
         raise UsageError("give --framework and --model, or --all")
     return args
@@ -101,15 +88,9 @@ def write(result: Result, output: str) -> None:
         return
     path = Path(output)
     if path.is_dir():
-        path = path / f"{result.cell}.json"
-        path.write_text(line + "\n", encoding="utf-8")
+        (path / f"{result.cell}.json").write_text(line + "\n", encoding="utf-8")
     elif path.suffix == ".jsonl":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())  # one write: a kill never leaves half a line
-        finally:
-            os.close(fd)
+        append_jsonl(path, line)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(line + "\n", encoding="utf-8")
@@ -119,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         cells = plan(args)
+        (scenario,) = choose_scenarios([args.scenario])
+        config = scenario_configs([scenario], given_options(args))[scenario.name]
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -128,18 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_thread_env(args.threads)
     from dataclasses import replace
 
-    from .harness import CudaUnavailable, TimingOptions, run_cell  # imports NumPy: after the thread env
+    from .harness import CellRequest, CudaUnavailable, run_cell  # imports NumPy: after the thread env
 
     peak = None
     if args.peak:
         from .peak import matmul_peak_gflops
 
         peak = matmul_peak_gflops()
-    options = TimingOptions(args.device, args.batch, args.iterations, args.warmup, args.min_time, threads, args.seed)
     failed = False
     for framework, model, mode in cells:
+        request = CellRequest(framework, model, mode, args.device, threads, args.seed)
         try:
-            result = run_cell(framework, model, mode, options)
+            result = run_cell(request, scenario.name, config)
         except (KeyError, CudaUnavailable) as exc:
             print(f"error: {exc.args[0]}", file=sys.stderr)
             return 2

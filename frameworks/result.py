@@ -2,23 +2,32 @@
 
 Standard library only: images write it, the host runner appends it to ``results.jsonl`` and
 the reports read it back, without NumPy or any framework on the host. Bump
-``SCHEMA_VERSION`` on any incompatible change; ``from_dict`` refuses other versions with a
-clear error instead of rendering half-understood data.
+``SCHEMA_VERSION`` on any incompatible change and say what changed in ``SCHEMA_HISTORY``;
+``from_dict`` migrates every older version it lists (so old run directories keep loading) and
+refuses anything else with a clear error instead of rendering half-understood data.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
 if TYPE_CHECKING:
     from .models import ModelSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMA_HISTORY: dict[int, str] = {
+    1: "one batch-1 latency measurement per cell; `backend` names how the runner launched it",
+    2: "a scenario axis: `scenario`, its `config` (as strings) and the `identity` fields of it that make "
+    "the cell; sweep scenarios keep one `points` entry per batch size or thread count; `threads_in_use` "
+    "as the framework reads it back; `backend` renamed `launcher`; the build fact `in_effect`",
+}
 RESULTS_FILE = "results.jsonl"  # a run directory: one result per line, appended as cells finish
 RUN_FILE = "run.json"  # and what the run was (RunInfo)
 
@@ -63,8 +72,55 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Point:
+    """One measurement of a sweep: the cell at one batch size and thread count, in a process of its own.
+
+    A point that ran out of memory or time is ``failed`` with the reason, and the sweep goes on.
+    """
+
+    batch: int
+    threads: int
+    status: Status
+    error: str | None = None
+    threads_in_use: int | None = None  # what the framework says it used, where it can say
+    first_inference_s: float | None = None
+    warmup_s: tuple[float, ...] = ()
+    samples_s: tuple[float, ...] = ()  # seconds per batch
+    stats: Stats | None = None
+    throughput_ips: float | None = None  # images per second at the median
+    peak_rss_bytes: int | None = None  # of the point's own process
+    verified: bool | None = None  # output against the reference at this batch size
+    max_error: float | None = None
+    other_load: float | None = None
+    speedup: float | None = None  # thread scaling: median at 1 thread / median here
+    efficiency: float | None = None  # speedup / threads
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """What makes a cell one cell: resume, the reports and the published history all use this.
+
+    A later result with the same key replaces an earlier one.
+    """
+
+    scenario: str
+    variant: str  # the catalog variant, or the framework where no runner set one
+    launcher: str  # "docker", "local", or "" (predict run by hand)
+    framework: str
+    mode: str
+    model: str
+    device: str
+    identity: tuple[tuple[str, str], ...] = ()  # the scenario's identity fields and their values
+
+    def __str__(self) -> str:
+        extra = "".join(f" {name}={value}" for name, value in self.identity)
+        return f"{self.variant} {self.mode} {self.model} {self.scenario}{extra}"
+
+
+@dataclass(frozen=True)
 class Result:
-    """One cell: a framework mode running one model on one device."""
+    """One cell: a framework mode running one model on one device, measured by one scenario."""
 
     framework: str
     mode: str
@@ -73,8 +129,11 @@ class Result:
     status: Status
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
+    scenario: str = "latency"
+    config: dict[str, str] = field(default_factory=dict)  # the scenario's settings, as strings
+    identity: tuple[str, ...] = ()  # the names in ``config`` that belong to the cell's identity
     variant: str | None = None  # catalog variant (set by the runner)
-    backend: str | None = None  # how the runner launched it: "docker", "local", or None
+    launcher: str | None = None  # how the runner launched it: "docker", "local", or None
     version: str | None = None  # the framework's own version string
     build: dict[str, str] = field(default_factory=dict)  # build facts as the framework states them
     batch: int = 1
@@ -82,6 +141,7 @@ class Result:
     params: int = 0
     flops: int = 0  # per image
     threads: int = 0
+    threads_in_use: int | None = None  # intra-op threads the framework reads back after the build
     seed: int = 0
     first_inference_s: float | None = None
     warmup_s: tuple[float, ...] = ()
@@ -98,15 +158,39 @@ class Result:
     environment: Environment | None = None
     started_at: str | None = None  # ISO 8601, UTC
     finished_at: str | None = None
+    points: tuple[Point, ...] = ()  # a sweep's measurements; the latency scenario keeps its own above
+
+    def key(self) -> CellKey:
+        """The one definition of this cell's identity."""
+        identity = tuple((name, self.config.get(name, "")) for name in self.identity)
+        return CellKey(
+            self.scenario,
+            self.variant or self.framework,
+            self.launcher or "",
+            self.framework,
+            self.mode,
+            self.model,
+            self.device,
+            identity,
+        )
 
     @property
     def cell(self) -> str:
-        """The seed's cell name, e.g. ``torch-eager-vgg16`` (prefixed by the variant if any)."""
+        """The seed's cell name, e.g. ``torch-eager-vgg16`` (prefixed by the variant if any).
+
+        Scenarios other than latency add their name: ``torch-eager-vgg16-throughput``.
+        """
         head = self.variant or self.framework
-        return f"{head}-{self.mode}-{self.model}"
+        tail = "" if self.scenario == "latency" else f"-{self.scenario}"
+        return f"{head}-{self.mode}-{self.model}{tail}"
 
     def summary_line(self) -> str:
-        """The seed's one-line format: ``torch-eager-vgg16 : 0.199012 (sd 0.004211)``."""
+        """The seed's one-line format: ``torch-eager-vgg16 : 0.199012 (sd 0.004211)``.
+
+        A sweep lists its points: ``... : batch 1 0.0123 s, batch 4 0.0401 s, batch 16 failed``.
+        """
+        if self.points:
+            return f"{self.cell} : " + ", ".join(_point_summary(p, self.identity) for p in self.points)
         if self.status != "ok" or self.stats is None:
             return f"{self.cell} : {self.status} ({self.error})"
         return f"{self.cell} : {self.stats.mean:.6f} (sd {self.stats.sd:.6f})"
@@ -120,12 +204,16 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: Any) -> Result:
-        """Parse and validate; raises ``ValueError`` with the offending field on bad input."""
+        """Parse and validate (migrating older schemas); raises ``ValueError`` naming the offending field."""
         if not isinstance(data, dict):
             raise ValueError(f"a result must be a JSON object, got {type(data).__name__}")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema_version {version!r} (this code reads {SCHEMA_VERSION})")
+        if version == 1:
+            data = migrate_result_v1(data)
+        elif version != SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported schema_version {version!r} (this code reads {', '.join(map(str, SCHEMA_HISTORY))})"
+            )
         result = _build(cls, data, "result")
         if result.status not in STATUSES:
             raise ValueError(f"result.status must be one of {', '.join(STATUSES)}, got {result.status!r}")
@@ -138,6 +226,73 @@ class Result:
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
         return cls.from_dict(data)
+
+
+def _point_summary(point: Point, identity: tuple[str, ...]) -> str:
+    axis = "threads" if "thread_counts" in identity else "batch"
+    label = f"{axis} {point.threads if axis == 'threads' else point.batch}"
+    if point.status != "ok" or point.stats is None:
+        return f"{label} {point.status}"
+    return f"{label} {point.stats.median:.6f} s"
+
+
+# --- migrations: each older schema to the current one (SCHEMA_HISTORY says what changed) ----------
+
+
+def migrate_result_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema 1 line as schema 2: the latency scenario at its batch, ``backend`` as ``launcher``.
+
+    Schema 1 had no ``in_effect`` fact: it is derived here from the facts each framework did state,
+    exactly as the reports of schema 1 read them, so old and new runs compare builds the same way.
+    """
+    migrated = {k: v for k, v in data.items() if k != "backend"}
+    migrated["schema_version"] = SCHEMA_VERSION
+    if "backend" in data:
+        migrated["launcher"] = data["backend"]
+    batch = data.get("batch", 1)
+    migrated.update(scenario="latency", config={"batch": str(batch)}, identity=["batch"])
+    build = data.get("build")
+    if isinstance(build, dict) and "in_effect" not in build:
+        derived = _v1_in_effect(str(data.get("framework", "")), build)
+        if derived is not None:
+            migrated["build"] = {**build, "in_effect": derived}
+    return migrated
+
+
+def _v1_blas(text: str) -> str | None:
+    lowered = text.lower()
+    for token, name in (("mkl", "MKL"), ("openblas", "OpenBLAS"), ("blis", "BLIS")):
+        if token in lowered:
+            return name
+    return None
+
+
+def _v1_in_effect(framework: str, build: dict[str, Any]) -> str | None:
+    """The math library in effect as schema 1's facts state it (frozen: schema 1 is never written again)."""
+    facts = {k: str(v) for k, v in build.items()}
+    if framework == "numpy":
+        return _v1_blas(facts.get("blas_loaded", "")) or _v1_blas(facts.get("blas", ""))
+    if framework == "tensorflow" and "onednn_enabled" in facts:
+        return "oneDNN" if facts["onednn_enabled"] == "True" else "Eigen"
+    if framework == "mxnet" and "mkldnn_in_use" in facts:
+        if facts["mkldnn_in_use"] == "True":
+            return "oneDNN"
+        return "MKL" if facts.get("blas_mkl") == "True" else "OpenBLAS" if facts.get("blas_open") == "True" else "BLAS"
+    if framework == "torch" and facts.get("blas"):
+        return "OpenBLAS" if facts["blas"] == "open" else _v1_blas(facts["blas"])
+    return None
+
+
+def migrate_run_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """run.json of schema 1 as schema 2: ``backend`` is ``launcher``."""
+    migrated = {k: v for k, v in data.items() if k != "backend"}
+    migrated["schema_version"] = SCHEMA_VERSION
+    if "backend" in data:
+        migrated["launcher"] = data["backend"]
+    settings = data.get("settings")
+    if isinstance(settings, dict) and "backend" in settings:
+        migrated["settings"] = {("launcher" if k == "backend" else k): v for k, v in settings.items()}
+    return migrated
 
 
 T = TypeVar("T")
@@ -175,6 +330,25 @@ def parse_results_jsonl(data: bytes) -> tuple[list[tuple[int, Result]], list[Bad
     return results, bad
 
 
+def append_jsonl(path: Path, line: str) -> None:
+    """Append ``line`` + newline with one ``os.write`` and fsync it: a kill leaves whole lines only.
+
+    The one writer of results files: predict's ``--output x.jsonl`` and the runner's results.jsonl.
+    """
+    if "\n" in line:
+        raise ValueError("a results line must not contain a newline")
+    data = (line + "\n").encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):  # only a fatal signal or a full disk cuts a regular-file write short
+            raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def utc_now() -> str:
     """Timestamps in results and run.json: ISO 8601, UTC, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -203,6 +377,7 @@ def cell_result(
         model=spec.name,
         device=device,
         status=status,
+        tolerance=spec.tolerance,
         batch=batch,
         input_shape=(batch, *spec.input_shape),
         params=spec.params,
@@ -255,7 +430,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint in (Stats, Environment):
+    if hint in (Stats, Environment, Point):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return _build(hint, value, where)
@@ -292,7 +467,7 @@ class RunInfo:
 
     run_id: str
     command: str  # the exact command that reproduces the run
-    backend: str  # "docker" or "local"
+    launcher: str  # "docker" or "local"
     started_at: str  # ISO 8601, UTC
     host: Environment
     schema_version: int = SCHEMA_VERSION
@@ -309,6 +484,8 @@ class RunInfo:
     def from_dict(cls, data: Any) -> RunInfo:
         if not isinstance(data, dict):
             raise ValueError(f"run.json must be a JSON object, got {type(data).__name__}")
-        if data.get("schema_version") != SCHEMA_VERSION:
+        if data.get("schema_version") == 1:
+            data = migrate_run_v1(data)
+        elif data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"run.json: unsupported schema_version {data.get('schema_version')!r}")
         return _build(cls, data, "run")

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from .backends.numpy_backend import reference_forward
-from .models import TOLERANCE, ModelSpec, get_model
+from .models import ModelSpec
 from .weights import canonical_weights, make_input
 
 
@@ -32,8 +32,7 @@ def verification_input(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _reference(model: str, batch: int, seed: int) -> np.ndarray:
-    spec = get_model(model)
+def _reference(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
     out = reference_forward(spec, canonical_weights(spec, seed), verification_input(spec, batch, seed))
     out.setflags(write=False)
     return out
@@ -41,7 +40,7 @@ def _reference(model: str, batch: int, seed: int) -> np.ndarray:
 
 def reference_output(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
     """Reference output for ``verification_input`` (cached: ``--all`` checks every mode against it)."""
-    return _reference(spec.name, batch, seed)
+    return _reference(spec, batch, seed)
 
 
 def compare(output: np.ndarray, reference: np.ndarray, tolerance: float) -> Check:
@@ -50,7 +49,3 @@ def compare(output: np.ndarray, reference: np.ndarray, tolerance: float) -> Chec
         return Check(float("inf"), tolerance, shape_ok=False)
     error = float(np.max(np.abs(output.astype(np.float64) - reference)) / np.max(np.abs(reference)))
     return Check(error if np.isfinite(error) else float("inf"), tolerance, shape_ok=True)
-
-
-def tolerance_for(spec: ModelSpec) -> float:
-    return TOLERANCE[spec.name]

@@ -5,6 +5,8 @@ benchmark or imports Docker or a deep-learning framework, so reports render on a
 
 - ``load``: read a run directory; bad lines are reported by line number and skipped.
 - ``cells``/``compare``: per-cell figures; speedups with bootstrap intervals and Mann-Whitney U.
+  The matrix, study tables, comparisons and history are the latency scenario's view.
+- ``sweeps``: sweep scenarios (batch sizes, thread counts): each point's figures from its samples.
 - ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
 - ``charts``: matplotlib (Agg) figures as inline SVG.
 - ``publish``: the static site (index, one page per run, latest, per-machine history).

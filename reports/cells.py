@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from frameworks.backends.registry import FRAMEWORKS
+from frameworks.backends.registry import FRAMEWORKS, IN_EFFECT
 from frameworks.models import MODELS
 from frameworks.result import Result, RunInfo
+from frameworks.scenarios import DEFAULT_SCENARIO
 from frameworks.stats import median_ci
 
 VENDOR_LIBRARIES = ("MKL", "oneDNN")  # the vendor-tuned side of a build comparison
@@ -91,15 +92,34 @@ def head(result: Result) -> str:
     return result.framework if result.device == "cpu" else f"{result.framework} ({result.device})"
 
 
-def row_label(result: Result, show_backend: bool) -> str:
-    """``variant / mode``, with the backend when a run holds both container and local cells."""
+def row_label(result: Result, show_launcher: bool) -> str:
+    """``variant / mode``, with the launcher when a run holds both container and local cells."""
     label = f"{head(result)} / {result.mode}"
-    return f"{label} ({result.backend or 'unknown backend'})" if show_backend else label
+    return f"{label} ({result.launcher or 'unknown launcher'})" if show_launcher else label
 
 
-def mixed_backends(results: Iterable[Result]) -> bool:
-    """Whether both container and local cells ran: only then is the backend worth a label."""
-    return len({r.backend for r in results}) > 1
+def mixed_launchers(results: Iterable[Result]) -> bool:
+    """Whether both container and local cells ran: only then is the launcher worth a label."""
+    return len({r.launcher for r in results}) > 1
+
+
+def is_latency(result: Result) -> bool:
+    """The matrix, the study tables, the comparisons and the history show the latency scenario only.
+
+    A sweep's result has no timing of its own at the top level (its points carry them), so letting
+    one into those views would show an empty cell at best and a wrong comparison at worst.
+    """
+    return result.scenario == DEFAULT_SCENARIO
+
+
+def latency_results(results: Iterable[Result]) -> list[Result]:
+    return [r for r in results if is_latency(r)]
+
+
+def framework_title(framework: str) -> str:
+    """The registry's display name ("PyTorch"); a framework it does not know shows its raw name."""
+    info = FRAMEWORKS.get(framework)
+    return info.title if info is not None else framework
 
 
 def mode_rank(framework: str, mode: str) -> int:
@@ -109,7 +129,7 @@ def mode_rank(framework: str, mode: str) -> int:
 
 
 def row_sort_key(result: Result) -> tuple[str, int, str, str, str, int, str]:
-    """CPU before CUDA, frameworks in registry order, then variant, backend and mode."""
+    """CPU before CUDA, frameworks in registry order, then variant, launcher and mode."""
     order = list(FRAMEWORKS)
     rank = order.index(result.framework) if result.framework in order else len(order)
     return (
@@ -117,7 +137,7 @@ def row_sort_key(result: Result) -> tuple[str, int, str, str, str, int, str]:
         rank,
         result.framework,
         head(result),
-        result.backend or "",
+        result.launcher or "",
         mode_rank(result.framework, result.mode),
         result.mode,
     )
@@ -135,12 +155,18 @@ def model_title(model: str) -> str:
 
 
 def effective_build(result: Result) -> str | None:
-    """The math library in effect, read from the framework's own build facts.
+    """The math library in effect, as the framework itself states it (the build fact ``in_effect``).
 
-    Variant names say what was asked for; the facts say what ran (oneDNN switched off by an
-    environment variable, libblas.so.3 pointing at MKL). The name is only a fallback.
+    Variant names say what was asked for; the fact says what ran (oneDNN switched off by an
+    environment variable, libblas.so.3 pointing at MKL). The name is only a fallback, for a
+    framework that states no library (ONNX Runtime) or a hand-written result without facts.
     """
-    return _read_facts(result) or requested_build(result)
+    return stated_build(result) or requested_build(result)
+
+
+def stated_build(result: Result) -> str | None:
+    """The ``in_effect`` build fact, if the result states one (schema 1 lines get it on migration)."""
+    return result.build.get(IN_EFFECT) or None
 
 
 def requested_build(result: Result) -> str | None:
@@ -155,59 +181,11 @@ def requested_build(result: Result) -> str | None:
 
 
 def build_mismatch(result: Result) -> str | None:
-    """A sentence when the variant's name and the framework's facts disagree about the build."""
-    asked, facts_say = requested_build(result), _read_facts(result)
+    """A sentence when the variant's name and the framework's stated facts disagree about the build."""
+    asked, facts_say = requested_build(result), stated_build(result)
     if asked is None or facts_say is None or asked == facts_say:
         return None
     return f"{result.variant} asks for {asked} but {result.framework} reports {facts_say} in effect"
-
-
-def _read_facts(result: Result) -> str | None:
-    reader = _BUILD_READERS.get(result.framework)
-    return reader(result.build) if reader is not None else None
-
-
-def _blas_name(text: str) -> str | None:
-    lowered = text.lower()
-    for token, name in (("mkl", "MKL"), ("openblas", "OpenBLAS"), ("blis", "BLIS")):
-        if token in lowered:
-            return name
-    return None
-
-
-def _numpy_build(build: dict[str, str]) -> str | None:
-    """The loaded library wins over the build-time name (Debian's numpy links a generic libblas)."""
-    return _blas_name(build.get("blas_loaded", "")) or _blas_name(build.get("blas", ""))
-
-
-def _tensorflow_build(build: dict[str, str]) -> str | None:
-    enabled = build.get("onednn_enabled")
-    if enabled is None:
-        return None
-    return "oneDNN" if enabled == "True" else "Eigen"
-
-
-def _mxnet_build(build: dict[str, str]) -> str | None:
-    if build.get("mkldnn_in_use") == "True":
-        return "oneDNN"
-    if build.get("blas_mkl") == "True":
-        return "MKL"
-    if build.get("blas_open") == "True":
-        return "OpenBLAS"
-    return "BLAS" if "mkldnn_in_use" in build else None
-
-
-def _torch_build(build: dict[str, str]) -> str | None:
-    blas = build.get("blas", "")
-    return "OpenBLAS" if blas == "open" else _blas_name(blas)  # torch spells OpenBLAS "open"
-
-
-_BUILD_READERS = {
-    "numpy": _numpy_build,
-    "tensorflow": _tensorflow_build,
-    "mxnet": _mxnet_build,
-    "torch": _torch_build,
-}
 
 
 def matmul_peak(result: Result, info: RunInfo | None) -> float | None:

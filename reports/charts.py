@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import matplotlib
 import numpy as np
@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, StrMethodFormatter
 
 from .compare import Comparison
 from .fmt import sig
@@ -306,3 +306,109 @@ def _history_panel(ax: Axes, history: History) -> None:
     ax.set_xlim(-0.5, max(0.5, len(xs) - 0.5))
     ax.set_ylabel("ms/img", fontsize=6)
     ax.tick_params(axis="y", labelsize=6)
+
+
+class Line(Protocol):
+    """One line of a sweep chart (``content.SweepLine``): a row's figure at each x, NaN where none."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def group(self) -> str: ...  # colour key (the framework); rows of one framework differ in marker and dash
+    @property
+    def xs(self) -> tuple[int, ...]: ...
+    @property
+    def ys(self) -> tuple[float, ...]: ...
+    @property
+    def unverified(self) -> tuple[bool, ...]: ...
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES = ("solid", (0, (4, 1.5)), (0, (1, 1.2)), (0, (4, 1.5, 1, 1.5)))
+LEGEND_ROW_IN = 0.16
+
+
+def sweep_chart(
+    lines: Sequence[Line],
+    *,
+    x_label: str,
+    y_label: str,
+    log2_x: bool,
+    ideal: bool,
+    prefix: str,
+) -> str:
+    """A figure of each row against the sweep's axis: the x values as ticks (log 2 spaced for batch
+    sizes), an optional dashed linear-scaling line, unverified points ringed in red, legend below."""
+    with matplotlib.rc_context(STYLE):
+        xs = sorted({x for line in lines for x in line.xs})
+        entries = len(lines) + int(ideal) + int(any(any(line.unverified) for line in lines))
+        legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
+        height = 3.0 + legend_in
+        fig = Figure(figsize=(WIDTH_IN, height))
+        fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
+        ax = fig.add_subplot()
+        _sweep_lines(ax, lines)
+        if ideal and xs:
+            ax.plot(xs, [x / xs[0] for x in xs], color="#444", linestyle="--", linewidth=1, label="linear scaling")
+        log_y = _sweep_axes(ax, xs, log2_x, [y for line in lines for y in line.ys], ideal)
+        ax.set_xlabel(plain_text(x_label) + (" (log 2 scale)" if log2_x else ""))
+        ax.set_ylabel(plain_text(y_label) + (" (log scale)" if log_y else ""))
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
+        return to_svg(fig, prefix)
+
+
+def _sweep_lines(ax: Axes, lines: Sequence[Line]) -> None:
+    colours = _colours([line.group for line in lines])
+    within: dict[str, int] = {}
+    flagged_x: list[float] = []
+    flagged_y: list[float] = []
+    for line in lines:
+        n = within.get(line.group, 0)
+        within[line.group] = n + 1
+        ax.plot(
+            line.xs,
+            line.ys,
+            color=colours[line.group],
+            marker=MARKERS[n % len(MARKERS)],
+            markersize=4,
+            linestyle=DASHES[n % len(DASHES)],
+            linewidth=1.2,
+            label=label_text(line.label),
+        )
+        for x, y, bad in zip(line.xs, line.ys, line.unverified, strict=True):
+            if bad and np.isfinite(y):
+                flagged_x.append(x)
+                flagged_y.append(y)
+    if flagged_x:
+        ax.scatter(
+            flagged_x,
+            flagged_y,
+            s=70,
+            facecolors="none",
+            edgecolors="#c44e52",
+            linewidths=1.4,
+            zorder=3,
+            label="output does not match the reference",
+        )
+
+
+def _sweep_axes(ax: Axes, xs: list[int], log2_x: bool, ys: list[float], ideal: bool) -> bool:
+    """Ticks at the measured x values; y from 0, or log when the values span much (never with the
+    ideal line, whose straight diagonal is the point of the chart). Returns whether y is log."""
+    if log2_x:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", which="minor", length=0)
+    finite = [y for y in ys if np.isfinite(y) and y > 0]
+    log_y = use_log(finite, None) and not ideal
+    if log_y:
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,g}"))  # 20,000 and 1.25, as the tables write them
+    ax.grid(True, color="#e5e5e5", linewidth=0.6)
+    ax.set_axisbelow(True)
+    return log_y

@@ -6,8 +6,10 @@ interval on the ratio and a two-sided Mann-Whitney U p-value, and is marked sign
 when both agree (p below ``ALPHA`` and an interval that excludes 1).
 
 Which cells are compared is derived from the results themselves: variants of one framework
-whose build facts name different math libraries, the modes of one variant, one framework on
-CPU and on CUDA, one build in a container and in a local environment. The test statistic
+whose build facts name different math libraries, the modes of one variant (the pairs each
+framework declares in its registry entry), one framework on CPU and on CUDA, one build in a
+container and in a local environment. Only latency cells are compared: a sweep's points are
+shown in their own section, never paired here. The test statistic
 mirrors SciPy's ``mannwhitneyu(method="auto")`` so the tests can check against it, but SciPy
 is not needed at run time.
 """
@@ -22,13 +24,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from frameworks.backends.registry import FRAMEWORKS
 from frameworks.result import Result
 
 from .cells import (
     GENERIC_LIBRARIES,
     VENDOR_LIBRARIES,
     effective_build,
+    framework_title,
     head,
+    latency_results,
     mode_rank,
     per_image_samples,
 )
@@ -40,22 +45,9 @@ SEED = 0  # fixed: the same files always give the same intervals (the golden rep
 EXACT_MAX_N = 8  # SciPy's rule: exact null distribution when a sample is this small and nothing ties
 _CHUNK_ELEMENTS = 2_000_000  # bootstrap matrix size per step, to bound memory for long sample lists
 
-FRAMEWORK_TITLES = {
-    "numpy": "NumPy",
-    "torch": "PyTorch",
-    "tensorflow": "TensorFlow",
-    "mxnet": "MXNet",
-    "onnxruntime": "ONNX Runtime",
-}
-# The seeds' mode comparisons, (baseline, candidate): a chain for TensorFlow, a star for torch.
-MODE_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
-    "tensorflow": (("eager", "graph"), ("graph", "xla")),
-    "mxnet": (("imperative", "hybrid"),),
-    "torch": (("eager", "jit"), ("eager", "compile")),
-}
 GROUP_BUILD = "Build: vendor library vs portable library"
 GROUP_DEVICE = "CPU vs CUDA"
-GROUP_BACKEND = "Container vs local"
+GROUP_LAUNCHER = "Container vs local"
 
 
 @dataclass(frozen=True)
@@ -210,23 +202,24 @@ class _Pair:
     candidate_label: str
 
 
-def find_comparisons(results: Iterable[Result], show_backend: bool = False) -> tuple[list[Comparison], list[str]]:
-    """Every comparison the data supports, and notes on the ones it cannot support.
+def find_comparisons(results: Iterable[Result], show_launcher: bool = False) -> tuple[list[Comparison], list[str]]:
+    """Every comparison the latency cells support, and notes on the ones they cannot support.
 
-    ``show_backend`` names the backend in each context, for runs that hold container and local cells.
+    Results of other scenarios are ignored. ``show_launcher`` names the launcher in each context,
+    for runs that hold container and local cells.
     """
-    usable = [r for r in results if r.status == "ok" and per_image_samples(r).size >= 2]
+    usable = [r for r in latency_results(results) if r.status == "ok" and per_image_samples(r).size >= 2]
     notes: list[str] = []
-    pairs = build_pairs(usable, notes) + mode_pairs(usable) + device_pairs(usable) + backend_pairs(usable)
-    if show_backend:
-        pairs = [_with_backend(p) for p in pairs]
+    pairs = build_pairs(usable, notes) + mode_pairs(usable) + device_pairs(usable) + launcher_pairs(usable)
+    if show_launcher:
+        pairs = [_with_launcher(p) for p in pairs]
     return [_measure(pair) for pair in pairs], notes
 
 
-def _with_backend(pair: _Pair) -> _Pair:
-    if pair.group == GROUP_BACKEND:
-        return pair  # the backend is what differs: the labels already say which is which
-    return replace(pair, context=f"{pair.context} ({pair.baseline.backend or 'unknown backend'})")
+def _with_launcher(pair: _Pair) -> _Pair:
+    if pair.group == GROUP_LAUNCHER:
+        return pair  # the launcher is what differs: the labels already say which is which
+    return replace(pair, context=f"{pair.context} ({pair.baseline.launcher or 'unknown launcher'})")
 
 
 def _measure(pair: _Pair) -> Comparison:
@@ -258,14 +251,14 @@ def _library_rank(label: str) -> int:
 
 
 def build_pairs(results: list[Result], notes: list[str]) -> list[_Pair]:
-    """Variants of one framework, device, backend and mode whose build facts name different libraries.
+    """Variants of one framework, device, launcher and mode whose build facts name different libraries.
 
     Two variants that report the same library in effect are not compared (the build switch did
     not take); that is said in a note, once per pair of variants.
     """
     pairs: list[_Pair] = []
     noted: set[tuple[str, str]] = set()
-    by_cell = _group_by(results, lambda r: (r.framework, r.device, r.backend, r.mode, r.model))
+    by_cell = _group_by(results, lambda r: (r.framework, r.device, r.launcher, r.mode, r.model))
     for cell in by_cell.values():
         for one, two in itertools.combinations(sorted(cell, key=head), 2):
             pair = _build_pair(one, two, noted, notes)
@@ -291,7 +284,7 @@ def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: li
     return _Pair(
         GROUP_BUILD,
         f"{first} vs {second}",
-        f"{FRAMEWORK_TITLES.get(one.framework, one.framework)} / {one.mode}",
+        f"{framework_title(one.framework)} / {one.mode}",
         baseline=two,
         candidate=one,
         baseline_label=f"{head(two)} ({second})",
@@ -301,25 +294,27 @@ def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: li
 
 def mode_group(framework: str) -> str:
     """The section title for a framework's mode comparisons, e.g. 'TensorFlow: graph vs eager, xla vs graph'."""
-    title = FRAMEWORK_TITLES.get(framework, framework)
-    pairs = MODE_PAIRS.get(framework)
-    if pairs is None:
+    title = framework_title(framework)
+    info = FRAMEWORKS.get(framework)
+    if info is None:
         return f"{title}: modes"
-    return f"{title}: " + ", ".join(f"{candidate} vs {baseline}" for baseline, candidate in pairs)
+    return f"{title}: " + ", ".join(f"{candidate} vs {baseline}" for baseline, candidate in info.comparisons())
 
 
 def _mode_pairs_for(framework: str, modes: Iterable[str]) -> list[tuple[str, str]]:
-    """The seeds' pairs for known frameworks; otherwise every mode against the framework's first."""
-    if framework in MODE_PAIRS:
-        return list(MODE_PAIRS[framework])
+    """The pairs the framework's registry entry declares; for a framework it does not know (a result
+    file from elsewhere), every mode present against the first of them."""
+    info = FRAMEWORKS.get(framework)
+    if info is not None:
+        return list(info.comparisons())
     ordered = sorted(modes, key=lambda m: (mode_rank(framework, m), m))
     return [(ordered[0], other) for other in ordered[1:]]
 
 
 def mode_pairs(results: list[Result]) -> list[_Pair]:
-    """The modes of one variant (same backend, device, model) against each other."""
+    """The modes of one variant (same launcher, device, model) against each other."""
     pairs: list[_Pair] = []
-    by_variant = _group_by(results, lambda r: (head(r), r.backend, r.framework, r.device, r.model))
+    by_variant = _group_by(results, lambda r: (head(r), r.launcher, r.framework, r.device, r.model))
     for cell in by_variant.values():
         by_mode = {r.mode: r for r in cell}
         framework = cell[0].framework
@@ -337,27 +332,27 @@ def mode_pairs(results: list[Result]) -> list[_Pair]:
 def device_pairs(results: list[Result]) -> list[_Pair]:
     """One framework and mode on the CPU and on a GPU; every CPU build against every GPU one."""
     pairs: list[_Pair] = []
-    for cell in _group_by(results, lambda r: (r.framework, r.backend, r.mode, r.model)).values():
+    for cell in _group_by(results, lambda r: (r.framework, r.launcher, r.mode, r.model)).values():
         cpus = sorted((r for r in cell if r.device == "cpu"), key=head)
         gpus = sorted((r for r in cell if r.device != "cpu"), key=head)
         for cpu, gpu in itertools.product(cpus, gpus):
-            context = f"{FRAMEWORK_TITLES.get(cpu.framework, cpu.framework)} / {cpu.mode}"
+            context = f"{framework_title(cpu.framework)} / {cpu.mode}"
             pairs.append(_Pair(GROUP_DEVICE, f"{gpu.device} vs cpu", context, cpu, gpu, head(cpu), head(gpu)))
     return pairs
 
 
-def backend_pairs(results: list[Result]) -> list[_Pair]:
+def launcher_pairs(results: list[Result]) -> list[_Pair]:
     """One build in a container and in a local environment (the container's cost, or gain)."""
     pairs: list[_Pair] = []
     key = lambda r: (r.framework, r.device, r.mode, r.model, effective_build(r))
     for cell in _group_by(results, key).values():
-        local = sorted((r for r in cell if r.backend == "local"), key=head)
-        docker = sorted((r for r in cell if r.backend == "docker"), key=head)
+        local = sorted((r for r in cell if r.launcher == "local"), key=head)
+        docker = sorted((r for r in cell if r.launcher == "docker"), key=head)
         for loc, dock in itertools.product(local, docker):
-            context = f"{FRAMEWORK_TITLES.get(loc.framework, loc.framework)} / {loc.mode} ({loc.device})"
+            context = f"{framework_title(loc.framework)} / {loc.mode} ({loc.device})"
             pairs.append(
                 _Pair(
-                    GROUP_BACKEND,
+                    GROUP_LAUNCHER,
                     "docker vs local",
                     context,
                     loc,

@@ -6,12 +6,14 @@ there is exactly one place per format where escaping happens.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from frameworks.result import Environment, Result, RunInfo
+from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ReportSpec
 
 from . import fmt
 from .cells import (
@@ -19,16 +21,19 @@ from .cells import (
     build_mismatch,
     effective_build,
     figures,
+    framework_title,
     head,
+    is_latency,
     matmul_peak,
-    mixed_backends,
+    mixed_launchers,
     model_order,
     model_title,
     row_label,
     row_sort_key,
 )
-from .compare import FRAMEWORK_TITLES, Comparison, find_comparisons
+from .compare import Comparison, find_comparisons
 from .load import LoadProblem, Run
+from .sweeps import PointFigures, SweepSpec, figure, sweep_figures, sweep_spec
 
 
 @dataclass(frozen=True)
@@ -115,17 +120,70 @@ class VariantFacts:
 
 
 @dataclass(frozen=True)
+class SweepCell:
+    """One point of a sweep as a table cell: its figure and how it was measured, or why it has none."""
+
+    ok: bool
+    value: str  # "3,650 img/s", "1.85×"; empty when not ok
+    details: tuple[str, ...]  # "median 0.274 ms/batch"; "efficiency 92.5%", "median 0.274 ms"
+    reason: str  # "failed: out of memory ..." when not ok
+    flags: tuple[str, ...]  # an output that did not match the reference, the point's own warnings
+    unverified: bool
+
+
+@dataclass(frozen=True)
+class SweepLine:
+    """One chart line: a row's figure at each x (NaN where the point has none)."""
+
+    label: str
+    group: str  # colour key: the framework
+    xs: tuple[int, ...]
+    ys: tuple[float, ...]
+    unverified: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    label: str
+    note: str  # why a cell has no points at all ("failed: ..."), else empty
+    cells: tuple[SweepCell | None, ...]  # one per x value of the table, None where not measured
+    line: SweepLine
+
+
+@dataclass(frozen=True)
+class SweepModel:
+    model: str
+    title: str
+    xs: tuple[int, ...]
+    headers: tuple[str, ...]  # "batch size 4", "threads 2": one per x value
+    rows: tuple[SweepRow, ...]
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """One sweep scenario of the run: its spec (title, intro, axes) and a chart and table per model."""
+
+    scenario: str
+    spec: ReportSpec
+    registered: bool
+    legend: str  # how every figure in the tables was computed
+    models: tuple[SweepModel, ...]
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     subtitle: str
     run: Run
     counts: tuple[Fact, ...]
+    scenario_counts: tuple[Fact, ...]  # cells per scenario, when the run holds more than latency
     models: tuple[str, ...]
     model_titles: tuple[str, ...]
     cells: tuple[CellView, ...]
     matrix: tuple[MatrixRow, ...]
     studies: tuple[StudyTable, ...]
     groups: tuple[ComparisonGroup, ...]
+    sweeps: tuple[SweepSection, ...]
     run_facts: tuple[Fact, ...]
     host_facts: tuple[Fact, ...]
     settings: tuple[Fact, ...]
@@ -136,31 +194,62 @@ class Report:
 
 
 def build_report(run: Run) -> Report:
-    """Everything both renderers need, from the loaded run alone."""
-    show_backend = mixed_backends(run.results)
+    """Everything both renderers need, from the loaded run alone.
+
+    The matrix, the study tables and the comparisons are the latency view: they take only
+    latency cells. Every sweep scenario of the run gets a section of its own.
+    """
+    show_launcher = mixed_launchers(run.results)
     ordered = sorted(run.results, key=row_sort_key)
-    cells = tuple(CellView(r, row_label(r, show_backend), figures(r)) for r in ordered)
-    models = tuple(model_order(r.model for r in run.results))
-    comparisons, comparison_notes = find_comparisons(ordered, show_backend)
+    latency = [r for r in ordered if is_latency(r)]
+    labels = row_labels(latency, show_launcher)
+    cells = tuple(CellView(r, labels[id(r)], figures(r)) for r in latency)
+    models = tuple(model_order(r.model for r in latency))
+    comparisons, comparison_notes = find_comparisons(latency, show_launcher)
+    sweeps, sweep_notes = sweep_sections(ordered, show_launcher)
     return Report(
         title=f"Inference speed matrix: {run.run_id}",
         subtitle=_subtitle(run),
         run=run,
         counts=_counts(run.results),
+        scenario_counts=_scenario_counts(run.results),
         models=models,
         model_titles=tuple(model_title(m) for m in models),
         cells=cells,
         matrix=matrix_rows(cells, models),
         studies=tuple(study_table(cells, model, run.info) for model in models),
         groups=comparison_groups(comparisons),
+        sweeps=sweeps,
         run_facts=tuple(run_facts(run)),
         host_facts=tuple(host_facts(run)),
         settings=tuple(Fact(k, v) for k, v in sorted(run.info.settings.items())) if run.info else (),
-        variants=tuple(variant_facts(cells, run.info, show_backend)),
+        variants=tuple(variant_facts(ordered, run.info, show_launcher)),
         command=run.info.command if run.info is not None else None,
-        notes=tuple(_notes(run, comparison_notes)),
+        notes=tuple(_notes(run, comparison_notes + sweep_notes)),
         problems=run.problems,
     )
+
+
+def row_labels(results: Sequence[Result], show_launcher: bool) -> dict[int, str]:
+    """Each result's row label (by ``id``): the matrix's ``variant / mode``, made unique per model.
+
+    Two cells of one label and model differ in their scenario identity (a latency cell at batch 1
+    and one at batch 8): every cell of such a label then names its identity, so rows stay whole.
+    """
+    base = {id(r): row_label(r, show_launcher) for r in results}
+    seen: set[tuple[str, str]] = set()
+    clashing: set[str] = set()
+    for r in results:
+        key = (base[id(r)], r.model)
+        if key in seen:
+            clashing.add(key[0])
+        seen.add(key)
+    return {id(r): f"{base[id(r)]} [{identity_text(r)}]" if base[id(r)] in clashing else base[id(r)] for r in results}
+
+
+def identity_text(result: Result) -> str:
+    """The scenario identity as the cell's key holds it: ``batch=8``, ``batches=1 4 16``."""
+    return ", ".join(f"{name}={value}" for name, value in result.key().identity) or "no identity"
 
 
 def _subtitle(run: Run) -> str:
@@ -173,6 +262,32 @@ def _subtitle(run: Run) -> str:
 def _counts(results: tuple[Result, ...]) -> tuple[Fact, ...]:
     tally = Counter(r.status for r in results)
     return tuple(Fact(status, str(tally.get(status, 0))) for status in ("ok", "failed", "skipped"))
+
+
+def _scenario_counts(results: tuple[Result, ...]) -> tuple[Fact, ...]:
+    """Cells per scenario (and a sweep's points), shown only when the run holds more than latency."""
+    by_scenario: dict[str, list[Result]] = defaultdict(list)
+    for result in results:
+        by_scenario[result.scenario].append(result)
+    if set(by_scenario) <= {DEFAULT_SCENARIO}:
+        return ()
+    facts = []
+    for scenario in scenario_order(by_scenario):
+        group = by_scenario[scenario]
+        text = f"{len(group)} cell{'s' if len(group) != 1 else ''}"
+        points = [p for r in group for p in r.points]
+        if points:
+            ok = sum(p.status == "ok" for p in points)
+            text += f", {ok} of {len(points)} points ok"
+        facts.append(Fact(scenario, text))
+    return tuple(facts)
+
+
+def scenario_order(names: Iterable[str]) -> list[str]:
+    """Registered scenarios in the registry's order, then any other name alphabetically."""
+    present = set(names)
+    known = [name for name in SCENARIOS if name in present]
+    return known + sorted(present - set(known))
 
 
 # --- the matrix ---------------------------------------------------------------------------------
@@ -244,7 +359,7 @@ def _study_row(view: CellView, info: RunInfo | None) -> StudyRow:
     peak = matmul_peak(result, info) if result.device == "cpu" else None
     share = fmt.percent(100.0 * figs.gflops / peak) if peak is not None and figs.gflops is not None else "—"
     return StudyRow(
-        framework=f"{FRAMEWORK_TITLES.get(result.framework, result.framework)} {result.version or ''}".strip(),
+        framework=f"{framework_title(result.framework)} {result.version or ''}".strip(),
         cell=view.label,
         params=fmt.count(result.params) if result.params > 0 else "—",
         latency=fmt.sig(figs.median_ms),
@@ -259,11 +374,122 @@ def _study_row(view: CellView, info: RunInfo | None) -> StudyRow:
 
 
 def comparison_groups(comparisons: list[Comparison]) -> tuple[ComparisonGroup, ...]:
-    """Comparisons by section, in the order they were found (build, modes, device, backend)."""
+    """Comparisons by section, in the order they were found (build, modes, device, launcher)."""
     groups: dict[str, list[Comparison]] = defaultdict(list)
     for comparison in comparisons:
         groups[comparison.group].append(comparison)
     return tuple(ComparisonGroup(title, tuple(items)) for title, items in groups.items())
+
+
+# --- sweeps ---------------------------------------------------------------------------------------
+
+
+def sweep_sections(results: Sequence[Result], show_launcher: bool) -> tuple[tuple[SweepSection, ...], list[str]]:
+    """A section per sweep scenario of the run (registry order, then unknown names), and notes on
+    results no section can show (a scenario that is neither latency nor a sweep with points)."""
+    by_scenario: dict[str, list[Result]] = defaultdict(list)
+    for result in results:
+        if not is_latency(result):
+            by_scenario[result.scenario].append(result)
+    sections, notes = [], []
+    for scenario in scenario_order(by_scenario):
+        group = by_scenario[scenario]
+        spec = sweep_spec(scenario, group)
+        if spec is None:
+            notes.append(f"{len(group)} result(s) of scenario {scenario!r} have no points to show: not shown")
+            continue
+        sections.append(sweep_section(spec, group, show_launcher))
+    return tuple(sections), notes
+
+
+def sweep_legend(spec: ReportSpec) -> str:
+    if spec.y == "speedup":
+        figure_text = (
+            "Speedup = median time at the fewest threads / median time at this count; efficiency = speedup × "
+            "fewest threads / threads; median = the median of the point's timed samples, in ms per batch"
+        )
+    else:
+        figure_text = "Images/s = batch size / the median of the point's timed samples (seconds per batch)"
+    return (
+        f"{figure_text}. Every figure is computed from the points' raw samples; one taken from a point's stored "
+        "summary instead (it kept no samples) says so. ⚠ flags a point whose output did not match the reference, "
+        "or a warning it recorded; a failed point shows its reason."
+    )
+
+
+def sweep_section(spec: SweepSpec, results: list[Result], show_launcher: bool) -> SweepSection:
+    labels = row_labels(results, show_launcher)
+    models = tuple(model_order(r.model for r in results))
+    return SweepSection(
+        scenario=spec.scenario,
+        spec=spec.spec,
+        registered=spec.registered,
+        legend=sweep_legend(spec.spec),
+        models=tuple(_sweep_model(spec.spec, [r for r in results if r.model == m], labels, m) for m in models),
+    )
+
+
+def _sweep_model(spec: ReportSpec, results: list[Result], labels: dict[int, str], model: str) -> SweepModel:
+    computed = [(r, sweep_figures(r, spec)) for r in results]
+    xs = tuple(sorted({f.x for _, figs in computed for f in figs}))
+    rows = tuple(_sweep_row(spec, r, labels[id(r)], figs, xs) for r, figs in computed)
+    return SweepModel(model, model_title(model), xs, tuple(f"{spec.x_label} {x}" for x in xs), rows)
+
+
+def _sweep_row(
+    spec: ReportSpec, result: Result, label: str, figs: tuple[PointFigures, ...], xs: tuple[int, ...]
+) -> SweepRow:
+    by_x = {f.x: f for f in figs}
+    note = "" if result.points else f"{result.status}: {result.error or 'no point was measured'}"
+    values = tuple(figure(f, spec) for f in figs)
+    line = SweepLine(
+        label=label,
+        group=result.framework,
+        xs=tuple(f.x for f in figs),
+        ys=tuple(v if v is not None else math.nan for v in values),
+        unverified=tuple(f.point.verified is False for f in figs),
+    )
+    return SweepRow(label, note, tuple(_sweep_cell(spec, by_x[x]) if x in by_x else None for x in xs), line)
+
+
+def _sweep_cell(spec: ReportSpec, figs: PointFigures) -> SweepCell:
+    point = figs.point
+    flags = list(_point_flags(spec, figs))
+    value = figure(figs, spec)
+    if point.status != "ok" or value is None:
+        reason = point.error or ("no timing recorded" if point.status == "ok" else "no reason recorded")
+        status = "failed" if point.status == "ok" else point.status
+        return SweepCell(False, "", (), f"{status}: {reason}", tuple(flags), point.verified is False)
+    details = []
+    if spec.y == "speedup":
+        if figs.efficiency is not None:
+            details.append(f"efficiency {fmt.percent(100.0 * figs.efficiency)}")
+        if figs.median_s is not None:
+            details.append(f"median {fmt.ms(figs.median_s * 1e3)}")
+        text = fmt.ratio(value)
+    else:
+        if figs.median_s is not None:
+            details.append(f"median {fmt.ms(figs.median_s * 1e3)}/batch")
+        text = f"{fmt.sig(value)} img/s"
+    if not figs.from_samples:
+        details.append("from the stored summary (no samples kept)")
+    return SweepCell(True, text, tuple(details), "", tuple(flags), point.verified is False)
+
+
+def _point_flags(spec: ReportSpec, figs: PointFigures) -> list[str]:
+    """What to flag beside a point's figure: a failed output check, its own warnings, a thread count
+    the framework reports differently from the one requested."""
+    point = figs.point
+    flags = []
+    if point.verified is False and not any("reference" in w for w in point.warnings):
+        error = f" (max error {point.max_error:.3g})" if point.max_error is not None else ""
+        flags.append(f"output does not match the reference{error}")
+    elif point.status == "ok" and point.verified is None:
+        flags.append("output not checked against the reference")
+    flags += point.warnings
+    if spec.x == "threads" and point.threads_in_use is not None and point.threads_in_use != point.threads:
+        flags.append(f"the framework reports {point.threads_in_use} threads in use, not {point.threads}")
+    return flags
 
 
 # --- environment ---------------------------------------------------------------------------------
@@ -273,7 +499,7 @@ def run_facts(run: Run) -> list[Fact]:
     info = run.info
     if info is None:
         return [Fact("Run", run.run_id), Fact("run.json", "missing or unreadable")]
-    facts = [Fact("Run", info.run_id), Fact("Backend", info.backend), Fact("Started", info.started_at)]
+    facts = [Fact("Run", info.run_id), Fact("Launcher", info.launcher), Fact("Started", info.started_at)]
     facts.append(Fact("Finished", info.finished_at or "not recorded (interrupted?)"))
     duration = _duration(info.started_at, info.finished_at)
     if duration is not None:
@@ -318,27 +544,27 @@ def host_facts(run: Run) -> list[Fact]:
     return facts
 
 
-def variant_facts(cells: tuple[CellView, ...], info: RunInfo | None, show_backend: bool) -> list[VariantFacts]:
-    """One entry per variant (and backend): what its cells report about image, CPUs and build."""
+def variant_facts(results: Sequence[Result], info: RunInfo | None, show_launcher: bool) -> list[VariantFacts]:
+    """One entry per variant (and launcher): what its cells, of every scenario, report about image, CPUs and build."""
     by_variant: dict[str, list[Result]] = {}
-    for view in cells:
-        name = head(view.result) + (f" ({view.result.backend or 'unknown backend'})" if show_backend else "")
-        by_variant.setdefault(name, []).append(view.result)
-    return [_variant(name, results, info) for name, results in by_variant.items()]
+    for result in results:
+        name = head(result) + (f" ({result.launcher or 'unknown launcher'})" if show_launcher else "")
+        by_variant.setdefault(name, []).append(result)
+    return [_variant(name, group, info) for name, group in by_variant.items()]
 
 
 def _variant(name: str, results: list[Result], info: RunInfo | None) -> VariantFacts:
     first = results[0]
     envs = [r.environment for r in results if r.environment is not None]
     image = _distinct(e.image_id for e in envs)
-    if first.backend != "local" and info is not None and first.variant in info.images:
+    if first.launcher != "local" and info is not None and first.variant in info.images:
         image = info.images[first.variant]  # the runner's record of what it started wins
     versions = _distinct(r.version for r in results)
     return VariantFacts(
         name=name,
-        framework=f"{FRAMEWORK_TITLES.get(first.framework, first.framework)} {versions}".strip(),
+        framework=f"{framework_title(first.framework)} {versions}".strip(),
         device=first.device,
-        image_id=image or ("— (local)" if first.backend == "local" else "—"),
+        image_id=image or ("— (local)" if first.launcher == "local" else "—"),
         cpus=_distinct(f"{e.cpus_available} ({e.cpuset})" for e in envs) or "—",
         memory=_distinct(_memory(e) for e in envs) or "—",
         gpu=_distinct(e.gpu for e in envs) or "—",

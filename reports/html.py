@@ -17,15 +17,18 @@ from markupsafe import Markup
 
 from . import charts, fmt
 from .cells import model_title
-from .content import CellView, ComparisonGroup, Report
+from .content import CellView, ComparisonGroup, Report, SweepSection
 from .markdown import comparison_legend
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @cache
-def environment() -> jinja2.Environment:
-    """One jinja2 environment: autoescape on for every template, undefined names are errors."""
+def jinja_environment() -> jinja2.Environment:
+    """The one jinja2 environment: autoescape on for every template, undefined names are errors.
+
+    (Named for jinja: ``frameworks.environment`` is the machine a cell ran on.)
+    """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -39,7 +42,7 @@ def environment() -> jinja2.Environment:
 
 
 def render_template(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+    return jinja_environment().get_template(name).render(**context)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class ReportCharts:
     latency: dict[str, Markup] = field(default_factory=dict)
     samples: dict[str, Markup] = field(default_factory=dict)
     speedups: dict[str, Markup] = field(default_factory=dict)
+    sweeps: list[dict[str, Markup]] = field(default_factory=list)  # per sweep section, by model
 
 
 def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts:
@@ -64,7 +68,27 @@ def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts
             built.samples[model] = Markup(_samples_svg(with_samples, f"box{i}"))
     for i, group in enumerate(report.groups):
         built.speedups[group.title] = Markup(_speedup_svg(group, f"spd{i}"))
+    built.sweeps.extend(_sweep_svgs(section, i) for i, section in enumerate(report.sweeps))
     return built
+
+
+def _sweep_svgs(section: SweepSection, index: int) -> dict[str, Markup]:
+    """One chart per model of a sweep section, for models with at least one point to draw."""
+    spec, drawn = section.spec, {}
+    for j, model in enumerate(section.models):
+        lines = [row.line for row in model.rows if row.line.xs]
+        if not lines:
+            continue
+        svg = charts.sweep_chart(
+            lines,
+            x_label=spec.x_label,
+            y_label=spec.y_label,
+            log2_x=spec.log2_x,
+            ideal=spec.ideal,
+            prefix=f"sw{index}m{j}",
+        )
+        drawn[model.model] = Markup(svg)
+    return drawn
 
 
 def _latency_bars(views: list[CellView]) -> list[charts.Bar]:

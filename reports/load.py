@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, Result, RunInfo, parse_results_jsonl
+from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, CellKey, Result, RunInfo, parse_results_jsonl
 
 MAX_PROBLEM_CHARS = 300  # a problem quotes the parser's message, never a whole megabyte line
 
@@ -28,9 +28,6 @@ class LoadProblem:
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}" if self.line is not None else self.file
         return f"{where}: {self.message}"
-
-
-CellKey = tuple[str, str, str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -64,18 +61,6 @@ class Run:
         return models[0] if models else "unknown CPU"
 
 
-def cell_key(result: Result) -> CellKey:
-    """What identifies a cell within a run: a later line for the same key replaces an earlier one."""
-    return (
-        result.variant or result.framework,
-        result.backend or "",
-        result.framework,
-        result.mode,
-        result.model,
-        result.device,
-    )
-
-
 def load_run(run_dir: Path) -> Run:
     """Read a run directory; never raises on bad content, only on a directory that is not there."""
     run_dir = Path(run_dir)
@@ -106,7 +91,8 @@ def read_results(path: Path) -> tuple[list[Result], list[LoadProblem]]:
     """Every parseable line of results.jsonl; bad lines skipped and reported by line number.
 
     A cell that appears twice (a retried cell) keeps its last line: the file is a log, and the
-    later line is the newer measurement. The earlier one is reported, not silently dropped.
+    later line is the newer measurement. The earlier one is reported, not silently dropped. What
+    makes two lines one cell is ``Result.key()``, the definition the runner's resume uses too.
     """
     try:
         data = path.read_bytes()
@@ -118,7 +104,7 @@ def read_results(path: Path) -> tuple[list[Result], list[LoadProblem]]:
     problems = [_problem(b) for b in bad]
     kept: dict[CellKey, tuple[int, Result]] = {}
     for number, result in numbered:
-        key = cell_key(result)
+        key = result.key()
         if key in kept:
             earlier = kept[key][0]
             problems.append(LoadProblem(RESULTS_FILE, earlier, f"superseded by line {number} (same cell, newer line)"))

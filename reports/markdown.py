@@ -14,7 +14,7 @@ from tabulate import tabulate
 from . import fmt
 from .cells import model_title
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Comparison
-from .content import Fact, MatrixCell, Report, StudyTable
+from .content import Fact, MatrixCell, Report, StudyTable, SweepCell, SweepRow, SweepSection
 from .load import LoadProblem
 
 _SPECIAL = re.compile(r"([\\`*\[\]|])")
@@ -41,6 +41,7 @@ def render_markdown(report: Report) -> str:
         _matrix(report),
         _studies(report.studies),
         _comparisons(report),
+        *(_sweep(section) for section in report.sweeps),
         _environment(report),
         _notes(report.notes, report.problems),
     ]
@@ -49,8 +50,11 @@ def render_markdown(report: Report) -> str:
 
 def _summary(report: Report) -> str:
     counts = ", ".join(f"{f.value} {f.label}" for f in report.counts)
-    lines = [f"**Machine:** {escape(report.subtitle)}  ", f"**Cells:** {counts}  ", NOTICE]
-    return "\n".join(lines)
+    lines = [f"**Machine:** {escape(report.subtitle)}  ", f"**Cells:** {counts}  "]
+    if report.scenario_counts:
+        by_scenario = "; ".join(f"{escape(f.label)}: {escape(f.value)}" for f in report.scenario_counts)
+        lines.append(f"**Scenarios:** {by_scenario}  ")
+    return "\n".join([*lines, NOTICE])
 
 
 # --- matrix ----------------------------------------------------------------------------------------
@@ -58,6 +62,8 @@ def _summary(report: Report) -> str:
 
 def _matrix(report: Report) -> str:
     if not report.matrix:
+        if report.run.results:
+            return "## Matrix\n\nNo latency cell in this run: its other scenarios have sections of their own below."
         return "## Matrix\n\nNo cell could be read from results.jsonl."
     legend = (
         "Median latency per image; below it the mean (sd) of the samples in ms, images/s and GFLOP/s. "
@@ -104,6 +110,8 @@ STUDY_HEADERS = (
 
 
 def _studies(studies: tuple[StudyTable, ...]) -> str:
+    if not studies:
+        return ""  # no latency cell: the matrix already says so
     parts = ["## Per model"]
     for study in studies:
         parts.append(f"### {escape(study.title)}")
@@ -166,6 +174,34 @@ def _comparisons(report: Report) -> str:
         parts.append(f"### {escape(group.title)}")
         parts.append(table(COMPARISON_HEADERS, [comparison_row(c) for c in group.comparisons]))
     return "\n\n".join(parts)
+
+
+# --- sweeps ------------------------------------------------------------------------------------------
+
+
+def _sweep(section: SweepSection) -> str:
+    """A sweep scenario: its intro, then per model a table of one row per variant / mode, one column per x."""
+    spec = section.spec
+    parts = [f"## {escape(spec.title)}", escape(spec.intro), escape(section.legend)]
+    for model in section.models:
+        parts.append(f"### {escape(model.title)}")
+        headers = ["Variant / mode", *(escape(h) for h in model.headers)]
+        parts.append(table(headers, [sweep_row(row) for row in model.rows]))
+    return "\n\n".join(parts)
+
+
+def sweep_row(row: SweepRow) -> list[str]:
+    label = escape(row.label) + (f"<br>**{escape(row.note)}**" if row.note else "")
+    return [label, *(sweep_cell(c) for c in row.cells)]
+
+
+def sweep_cell(cell: SweepCell | None) -> str:
+    """A point: its figure in bold with how it was measured, or ``failed: <reason>``; flags always shown."""
+    if cell is None:
+        return "—"
+    lines = [f"**{escape(cell.value)}**", *(escape(d) for d in cell.details)] if cell.ok else [escape(cell.reason)]
+    lines += [f"⚠ {escape(f)}" for f in cell.flags]
+    return "<br>".join(lines)
 
 
 # --- environment ---------------------------------------------------------------------------------------

@@ -26,10 +26,19 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from frameworks.result import Result
+from frameworks.result import CellKey, Result
 
 from . import charts, fmt
-from .cells import figures, head, mixed_backends, model_order, model_title, per_image_samples, row_label, row_sort_key
+from .cells import (
+    figures,
+    is_latency,
+    mixed_launchers,
+    model_order,
+    model_title,
+    per_image_samples,
+    row_label,
+    row_sort_key,
+)
 from .compare import Speedup, compare_samples
 from .html import render_template
 from .load import Run, load_run
@@ -40,7 +49,7 @@ MARKER = ".dlbench-site"  # written into every site, so a re-publish may clear w
 OWNED = ("index.html", "latest", "runs", "machines")
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
-HistoryKey = tuple[str, str, str, str, str, str, str]
+HistoryKey = tuple[CellKey, str]  # the cell (its one definition) and, off the CPU, the GPU it ran on
 
 
 @dataclass(frozen=True)
@@ -205,33 +214,37 @@ def group_machines(site_runs: list[SiteRun]) -> list[Machine]:
 
 
 def history_key(result: Result) -> HistoryKey:
-    """A cell across runs: variant, backend, framework, mode, model, device, and the GPU it ran on."""
+    """A cell across runs: ``Result.key()`` (scenario, variant, launcher, framework, mode, model,
+    device, identity), and the GPU it ran on: a new GPU starts a new history."""
     gpu = result.environment.gpu if result.device != "cpu" and result.environment is not None else None
-    return (head(result), result.backend or "", result.framework, result.mode, result.model, result.device, gpu or "")
+    return result.key(), gpu or ""
 
 
 def build_machine(machine: Machine) -> Machine:
-    """Collect every cell's history on this machine (oldest run first) and test each latest change."""
+    """Collect every latency cell's history on this machine (oldest run first) and test each latest change.
+
+    Sweep scenarios have no history page: their points are shown on each run's own report.
+    """
     oldest_first = list(reversed(machine.runs))
     series: dict[HistoryKey, list[tuple[SiteRun, Result]]] = defaultdict(list)
     for site_run in oldest_first:
         for result in site_run.run.results:
-            if result.status == "ok" and per_image_samples(result).size >= 2:
+            if is_latency(result) and result.status == "ok" and per_image_samples(result).size >= 2:
                 series[history_key(result)].append((site_run, result))
-    show_backend = mixed_backends(r for run in machine.runs for r in run.run.results)
-    models = model_order(key[4] for key in series)
-    built = tuple(_machine_model(i, model, series, show_backend) for i, model in enumerate(models))
+    show_launcher = mixed_launchers(r for run in machine.runs for r in run.run.results)
+    models = model_order(key.model for key, _ in series)
+    built = tuple(_machine_model(i, model, series, show_launcher) for i, model in enumerate(models))
     return Machine(machine.cpu_model, machine.slug, machine.runs, built)
 
 
 def _machine_model(
-    index: int, model: str, series: dict[HistoryKey, list[tuple[SiteRun, Result]]], show_backend: bool
+    index: int, model: str, series: dict[HistoryKey, list[tuple[SiteRun, Result]]], show_launcher: bool
 ) -> MachineModel:
-    keys = sorted((k for k in series if k[4] == model), key=lambda k: row_sort_key(series[k][-1][1]))
+    keys = sorted((k for k in series if k[0].model == model), key=lambda k: row_sort_key(series[k][-1][1]))
     histories, changes = [], []
     for key in keys:
         points = series[key]
-        title = row_label(points[-1][1], show_backend)
+        title = row_label(points[-1][1], show_launcher)
         steps = [_step(before[1], after[1]) for before, after in itertools.pairwise(points)]
         histories.append(
             charts.History(title, tuple(_point(p, s) for p, s in zip(points, [None, *steps], strict=True)))

@@ -1,7 +1,7 @@
-"""``python -m runner``: see ``runner.cli``."""
+"""``python -m runner``: see ``runner.commands``."""
 
 import sys
 
-from .cli import main
+from .commands import main
 
 sys.exit(main())

@@ -54,7 +54,7 @@ class ImageSpec:
 def baked_files(image: ImageSpec) -> list[Path]:
     """The repository files an image is built from: its Dockerfile and ``frameworks/`` (no bytecode).
 
-    The build context (``runner.images``) holds exactly these, so the hash covers what is baked in.
+    The build context (``runner.images.context``) holds exactly these, so the hash covers what is baked in.
     """
     files = [REPO_ROOT / image.dockerfile]
     files += [p for p in (REPO_ROOT / "frameworks").rglob("*") if "__pycache__" not in p.parts and p.suffix != ".pyc"]

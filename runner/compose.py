@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIO_ENV
+
 from .catalog import REPO_ROOT, Catalog, Variant
 from .images import catalog_build_args
 
@@ -23,6 +25,8 @@ HEADER = """\
 # can too: where no registry answers, build on the Debian-built base image:
 #   DLBENCH_BASE_IMAGE=dlbench/base:bookworm docker-compose build cpu-numpy-openblas
 #   mkdir -p results && DLBENCH_USER=$(id -u):$(id -g) docker-compose up cpu-numpy-openblas
+# The scenario is latency unless DLBENCH_SCENARIO says otherwise (throughput, threads):
+#   DLBENCH_SCENARIO=throughput docker-compose up cpu-onnxruntime
 """
 BASE_IMAGE_VAR = "DLBENCH_BASE_IMAGE"
 USER_VAR = "DLBENCH_USER"
@@ -34,7 +38,11 @@ class ComposeError(ValueError):
 
 
 def service_command(variant: Variant) -> list[str]:
-    """Only this variant's framework (``--all`` with ``--framework``), on its device, into its own file."""
+    """Only this variant's framework (``--all`` with ``--framework``), on its device, into its own file.
+
+    The scenario is ``$DLBENCH_SCENARIO`` (compose interpolates it; unset: latency), so
+    ``DLBENCH_SCENARIO=throughput docker compose up cpu-torch`` sweeps batch sizes instead.
+    """
     command = ["python", "-m", "frameworks.predict", "--framework", variant.framework, "--all"]
     command += ["--device", variant.device]
     framework_modes = _framework_modes(variant.framework)
@@ -45,7 +53,10 @@ def service_command(variant: Variant) -> list[str]:
                 f"{', '.join(variant.modes)} is neither"
             )
         command += ["--mode", variant.modes[0]]
-    return [*command, "--output", f"{RESULTS}/{variant.name}.jsonl"]
+    return [*command, "--scenario", SCENARIO_ARG, "--output", f"{RESULTS}/{variant.name}.jsonl"]
+
+
+SCENARIO_ARG = f"${{{SCENARIO_ENV}:-{DEFAULT_SCENARIO}}}"  # interpolated by compose, never escaped
 
 
 def _framework_modes(framework: str) -> tuple[str, ...]:
@@ -66,7 +77,7 @@ def service(variant: Variant) -> dict[str, Any]:
     body: dict[str, Any] = {
         "image": image.tag,
         "build": {"context": ".", "dockerfile": image.dockerfile, "network": "host", "args": args},
-        "command": [_escape(c) for c in service_command(variant)],
+        "command": [c if c == SCENARIO_ARG else _escape(c) for c in service_command(variant)],
     }
     if variant.env:
         body["environment"] = {k: _escape(v) for k, v in sorted(variant.env.items())}

@@ -1,10 +1,11 @@
 """The matrix: cells, settings, and the loop that runs them strictly one at a time.
 
-A cell is (variant, mode, model). Every cell runs in its own container (or its own subprocess for
-the local backend) so that nothing one framework loads can slow the next one down, and cells never
-overlap: on a small machine two benchmarks at once would each time the other. Each result is
-appended to ``results.jsonl`` the moment it arrives, so an interrupted run loses at most the cell
-in flight, and ``--resume`` redoes exactly the cells that have no line.
+A cell is (scenario, variant, mode, model) with the scenario's config. Every cell runs in its own
+container (or its own subprocess for the local launcher) so that nothing one framework loads can
+slow the next one down, and cells never overlap: on a small machine two benchmarks at once would
+each time the other. Each result is appended to ``results.jsonl`` the moment it arrives, so an
+interrupted run loses at most the cell in flight, and ``--resume`` redoes exactly the cells whose
+key (``Result.key``) has no line.
 """
 
 from __future__ import annotations
@@ -21,43 +22,44 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from frameworks.environment import DEFAULT_MIN_TIME_S, available_cpus, format_cpuset
+from frameworks.environment import THREAD_ENV, available_cpus, format_cpuset
 from frameworks.models import MODELS, get_model
-from frameworks.predict import THREAD_ENV
-from frameworks.result import Environment, Result, Status, cell_result, utc_now
+from frameworks.options import UsageError, choose_scenarios, scenario_configs
+from frameworks.result import CellKey, Environment, Result, Status, cell_result, utc_now
+from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ScenarioConfig
+from frameworks.scenarios.config import DEFAULT_TIMEOUT_S, fields_of, flag
 
 from .catalog import REPO_ROOT, Variant
 from .rundir import append_result
 
 Log = Callable[[str], None]
-CellKey = tuple[str, str, str]  # (variant, mode, model)
-DEFAULT_TIMEOUT_S = 900.0  # torch.compile and XLA compile VGG-16 for minutes on 2 cores
 DEFAULT_MEMORY = "8g"
+POINT_TIMEOUT = "point_timeout"  # a sweep's per-point limit: the runner's --timeout, per measurement
+CELL_SLACK_S = 60.0  # a sweep's own process around its points
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-class UsageError(ValueError):
-    """Bad input on the command line: one line, exit 2."""
-
-
 @dataclass(frozen=True)
 class Cell:
+    """One planned cell: a variant's mode on one model, measured by one scenario with its resolved config."""
+
     variant: Variant
     mode: str
     model: str
+    scenario: str = DEFAULT_SCENARIO
+    config: ScenarioConfig = field(default_factory=lambda: SCENARIOS[DEFAULT_SCENARIO].config())
 
-    @property
-    def key(self) -> CellKey:
-        return (self.variant.name, self.mode, self.model)
+    def key(self, launcher: str) -> CellKey:
+        """The key its result will have (``Result.key``): what resume looks for."""
+        v = self.variant
+        return CellKey(self.scenario, v.name, launcher, v.framework, self.mode, self.model, v.device,
+                       self.config.identity())  # fmt: skip
 
     @property
     def label(self) -> str:
-        return f"{self.variant.name} {self.mode} {self.model}"
-
-
-def result_key(result: Result) -> CellKey:
-    return (result.variant or result.framework, result.mode, result.model)
+        tail = "" if self.scenario == DEFAULT_SCENARIO else f" [{self.scenario}]"
+        return f"{self.variant.name} {self.mode} {self.model}{tail}"
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -105,78 +107,121 @@ def memory_bytes(text: str) -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    """What every cell of a run shares; stored in run.json so that ``--resume`` reuses it exactly."""
+    """What every cell of a run shares; stored in run.json so that ``--resume`` reuses it exactly.
+
+    ``options`` are the scenario options given on the command line (``iterations``, ``batches``,
+    ...), as strings; the scenario configs hold their defaults.
+    """
 
     variants: tuple[str, ...]
     models: tuple[str, ...]
-    backend: str  # the resolved backend: docker or local
-    iterations: int = 20
-    warmup: int = 5
-    min_time: float = DEFAULT_MIN_TIME_S
+    launcher: str  # the resolved launcher: docker or local
+    scenarios: tuple[str, ...] = (DEFAULT_SCENARIO,)
+    options: dict[str, str] = field(default_factory=dict)
     cpus: str = ""
     memory: str = DEFAULT_MEMORY
     timeout: float = DEFAULT_TIMEOUT_S
-    batch: int = 1
     seed: int = 0
     out: str = "runs"
+
+    def __post_init__(self) -> None:
+        self.configs()  # bad options are a UsageError now, not in the middle of a run
+
+    def with_options(self, **values: object) -> Settings:
+        """A copy with scenario options set, e.g. ``with_options(iterations=3, batches=(1, 4))``."""
+        strings = {k: " ".join(map(_text, v)) if isinstance(v, tuple) else _text(v) for k, v in values.items()}
+        return replace(self, options={**self.options, **strings})
 
     @property
     def threads(self) -> int:
         """One intra-op thread per CPU of the cpuset: every framework gets the same number."""
         return len(parse_cpuset(self.cpus))
 
+    def configs(self) -> dict[str, ScenarioConfig]:
+        """Each chosen scenario's config (model defaults still unresolved), with the runner's timeout per point."""
+        chosen = choose_scenarios(self.scenarios)
+        given = dict(self.options)
+        if any(POINT_TIMEOUT in {f.name for f, _ in fields_of(s.config)} for s in chosen):
+            given[POINT_TIMEOUT] = _num(self.timeout)
+        return scenario_configs(chosen, given)
+
+    def cell_timeout(self, cell: Cell) -> float:
+        """How long the whole cell may take: ``timeout`` per measurement (a sweep makes one per point)."""
+        points = cell.config.points()
+        return self.timeout if points == 1 else self.timeout * points + CELL_SLACK_S
+
     def predict_args(self, cell: Cell) -> list[str]:
         """The arguments of ``python -m frameworks.predict`` for one cell (result as one JSON line on stdout)."""
         return [
             "--framework", cell.variant.framework, "--model", cell.model, "--mode", cell.mode,
-            "--device", cell.variant.device, "--batch", str(self.batch),
-            "--iterations", str(self.iterations), "--warmup", str(self.warmup), "--min-time", _num(self.min_time),
+            "--device", cell.variant.device, "--scenario", cell.scenario, *cell.config.to_args(),
             "--threads", str(self.threads), "--seed", str(self.seed), "--output", "-",
         ]  # fmt: skip
 
+    def spelled_options(self) -> dict[str, str]:
+        """The scenario options with every scalar default spelled out (what run.json and the command show)."""
+        spelled: dict[str, str] = {}
+        for config in self.configs().values():
+            for name, value in config.to_strings().items():
+                if name != POINT_TIMEOUT and value != "":
+                    spelled.setdefault(name, value)
+        return {**spelled, **self.options}
+
     def command(self) -> str:
-        """The command that reproduces this run (backend resolved, every default spelled out)."""
+        """The command that reproduces this run (launcher resolved, every default spelled out)."""
         args = ["python", "-m", "runner", "matrix", "--variants", *self.variants, "--models", *self.models]
-        args += ["--iterations", str(self.iterations), "--warmup", str(self.warmup), "--min-time", _num(self.min_time)]
-        args += ["--backend", self.backend, "--cpus", self.cpus, "--memory", self.memory]
+        args += ["--scenarios", *self.scenarios]
+        for name, value in self.spelled_options().items():
+            args += [flag(name), *value.split()]
+        args += ["--launcher", self.launcher, "--cpus", self.cpus, "--memory", self.memory]
         args += ["--timeout", _num(self.timeout), "--out", self.out]
         return shlex.join(args)
 
     def to_dict(self) -> dict[str, str]:
-        memory = self.memory if self.backend == "docker" else f"not limited (local backend; {self.memory} ignored)"
+        memory = self.memory if self.launcher == "docker" else f"not limited (local launcher; {self.memory} ignored)"
         return {
             "variants": " ".join(self.variants),
             "models": " ".join(self.models),
-            "backend": self.backend,
-            "iterations": str(self.iterations),
-            "warmup": str(self.warmup),
-            "min_time": _num(self.min_time),
+            "launcher": self.launcher,
+            "scenarios": " ".join(self.scenarios),
+            **self.spelled_options(),
+            "options_given": " ".join(sorted(self.options)),
             "cpus": self.cpus,
             "threads": str(self.threads),
             "memory": memory,
             "memory_requested": self.memory,
             "timeout": _num(self.timeout),
-            "batch": str(self.batch),
             "seed": str(self.seed),
             "out": self.out,
-            "isolation": ISOLATION[self.backend],
+            "isolation": ISOLATION[self.launcher],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> Settings:
-        """Back from run.json; a missing or malformed entry raises ``ValueError`` naming it."""
+        """Back from run.json; a missing or malformed entry raises ``ValueError`` naming it.
+
+        Runs from before the scenario axis stored iterations, warmup, min_time and batch: they
+        come back as the latency scenario's options.
+        """
         try:
+            scenarios = tuple(data.get("scenarios", DEFAULT_SCENARIO).split())
+            names = {f.name for s in SCENARIOS.values() for f, _ in fields_of(s.config)}
+            if "options_given" in data:
+                options = {n: data[n] for n in data["options_given"].split()}
+            else:
+                options = {n: data[n] for n in ("iterations", "warmup", "min_time", "batch") if n in data}
+            unknown = sorted(set(options) - names)
+            if unknown:
+                raise ValueError(f"options {', '.join(unknown)} belong to no scenario")
             return cls(
                 variants=tuple(data["variants"].split()),
                 models=tuple(data["models"].split()),
-                backend=data["backend"],
-                iterations=int(data["iterations"]),
-                warmup=int(data["warmup"]),
-                min_time=float(data["min_time"]),
+                launcher=data["launcher"],
+                scenarios=scenarios,
+                options=options,
                 cpus=data["cpus"],
                 memory=data.get("memory_requested", DEFAULT_MEMORY),
                 timeout=float(data["timeout"]),
-                batch=int(data.get("batch", "1")),
                 seed=int(data.get("seed", "0")),
                 out=data.get("out", "runs"),
             )
@@ -197,6 +242,10 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def _text(value: object) -> str:
+    return _num(value) if isinstance(value, float) else str(value)
+
+
 # --- plan ----------------------------------------------------------------------------------------
 
 
@@ -211,10 +260,17 @@ def check_models(names: Iterable[str]) -> list[str]:
     return chosen
 
 
-def plan(variants: Iterable[Variant], models: Iterable[str]) -> list[Cell]:
-    """Variant by variant (its image warm in the page cache), each model, each mode."""
-    models = list(models)
-    return [Cell(v, mode, model) for v in variants for model in models for mode in v.modes]
+def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
+    """Scenario by scenario (every latency cell first), then variant by variant (its image warm in the
+    page cache), each model, each mode; each cell's config resolved for its model and the cpuset."""
+    variants = list(variants)
+    cells = []
+    for scenario, config in settings.configs().items():
+        for v in variants:
+            for model in settings.models:
+                resolved = config.resolve(MODELS[model], settings.threads)
+                cells += [Cell(v, mode, model, scenario, resolved) for mode in v.modes]
+    return cells
 
 
 # --- results the runner makes itself (failed or skipped without a result from predict) ---------
@@ -231,12 +287,15 @@ def runner_result(
         MODELS[cell.model],
         cell.variant.device,
         status=status,
-        batch=settings.batch,
+        batch=cell.config.cell_batch(),
         threads=settings.threads,
         seed=settings.seed,
+        scenario=cell.scenario,
+        config=cell.config.to_strings(),
+        identity=cell.config.IDENTITY,
         error=reason,
         variant=cell.variant.name,
-        backend=settings.backend,
+        launcher=settings.launcher,
         environment=environment,
         started_at=now,
         finished_at=now,
@@ -254,7 +313,7 @@ def interpret(cell: Cell, settings: Settings, returncode: int, stdout: str, stde
     """
     parsed = parse_result_line(stdout)
     if parsed is not None:
-        result = replace(parsed, variant=cell.variant.name, backend=settings.backend)
+        result = replace(parsed, variant=cell.variant.name, launcher=settings.launcher)
         if returncode not in (0, 1):
             note = f"predict exited with {describe_exit(returncode)} after writing its result"
             result = replace(result, warnings=(*result.warnings, note))
@@ -307,25 +366,27 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-# --- backends ------------------------------------------------------------------------------------
+# --- launchers -----------------------------------------------------------------------------------
 
 
 @dataclass
 class Prepared:
-    """What a backend built before the first cell: an ID per variant, or why it could not."""
+    """What a launcher built before the first cell: an ID per variant, or why it could not."""
 
     ids: dict[str, str] = field(default_factory=dict)  # variant -> image id (or venv id)
     errors: dict[str, str] = field(default_factory=dict)  # variant -> why its cells fail
     skipped: dict[str, str] = field(default_factory=dict)  # variant -> why its cells are skipped
 
 
-class Backend(Protocol):
+class Launcher(Protocol):
+    """How cells are started: in containers (``docker_launcher``) or in virtualenvs (``local_launcher``)."""
+
     name: str
 
     def describe(self) -> str: ...
     def version(self) -> str | None: ...
     def prepare(self, variants: list[Variant], log: Log) -> Prepared: ...
-    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result: ...
+    def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result: ...
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -333,19 +394,20 @@ class Backend(Protocol):
 
 @dataclass
 class Eta:
-    """Time left from the mean wall time of the cells run so far, per model (VGG-16 is ~100x LeNet)."""
+    """Time left from the mean wall time of the cells run so far, per model and scenario
+    (VGG-16 is ~100x LeNet; a sweep makes several measurements)."""
 
-    walls: dict[str, list[float]] = field(default_factory=dict)
+    walls: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
-    def add(self, model: str, wall: float) -> None:
-        self.walls.setdefault(model, []).append(wall)
+    def add(self, cell: Cell, wall: float) -> None:
+        self.walls.setdefault((cell.model, cell.scenario), []).append(wall)
 
     def left(self, remaining: Iterable[Cell]) -> float | None:
         every = [w for ws in self.walls.values() for w in ws]
         if not every:
             return None
         overall = sum(every) / len(every)
-        return sum(_mean(self.walls.get(c.model)) or overall for c in remaining)
+        return sum(_mean(self.walls.get((c.model, c.scenario))) or overall for c in remaining)
 
 
 def _mean(values: list[float] | None) -> float | None:
@@ -362,9 +424,12 @@ def format_duration(seconds: float) -> str:
 
 def outcome(result: Result) -> str:
     """The progress line's verdict: '0.6 ms (ok)', 'failed: out of memory (limit 8g)'."""
+    verdict = "ok" if result.verified else "ok, NOT VERIFIED"
+    if result.status == "ok" and result.points:
+        measured = sum(p.status == "ok" for p in result.points)
+        return f"{measured}/{len(result.points)} points ({verdict})"
     if result.status == "ok" and result.stats is not None:
-        flag = "ok" if result.verified else "ok, NOT VERIFIED"
-        return f"{result.stats.median * 1e3:.3g} ms ({flag})"
+        return f"{result.stats.median * 1e3:.3g} ms ({verdict})"
     return f"{result.status}: {result.error}"
 
 
@@ -373,7 +438,7 @@ class MatrixRun:
     """One pass over the cells: everything the loop needs, nothing it computes."""
 
     cells: list[Cell]
-    backend: Backend
+    launcher: Launcher
     settings: Settings
     run_dir: Path
     prepared: Prepared
@@ -383,11 +448,12 @@ class MatrixRun:
 
     def run(self) -> list[Result]:
         """Run every cell not in ``done``, one at a time, appending each result as it arrives."""
-        todo = [c for c in self.cells if c.key not in self.done]
+        launcher = self.settings.launcher
+        todo = [c for c in self.cells if c.key(launcher) not in self.done]
         timed = [c for c in todo if self._preset(c) is None]
         eta, results, n = Eta(), [], len(self.cells)
         for k, cell in enumerate(self.cells, start=1):
-            if cell.key in self.done:
+            if cell.key(launcher) in self.done:
                 continue
             self.stream.write(f"[{k}/{n}] {cell.label} ... ")
             self.stream.flush()
@@ -397,7 +463,7 @@ class MatrixRun:
             append_result(self.run_dir, result)
             results.append(result)
             if cell in timed:
-                eta.add(cell.model, time.monotonic() - start)
+                eta.add(cell, time.monotonic() - start)
                 timed.remove(cell)
             left = eta.left(timed)
             tail = f" — ~{format_duration(left)} left" if left is not None and timed else ""
@@ -417,16 +483,16 @@ class MatrixRun:
     def _run_one(self, cell: Cell, load: float) -> Result:
         result = self._preset(cell)
         if result is None:
-            result = self.backend.run_cell(cell, self.settings, self.prepared.ids[cell.variant.name])
-        # Resume finds finished cells by these two: every line carries them, whoever made the result.
-        result = replace(result, variant=cell.variant.name, backend=self.settings.backend)
+            result = self.launcher.launch(cell, self.settings, self.prepared.ids[cell.variant.name])
+        # Resume finds finished cells by their key: every line carries these two, whoever made the result.
+        result = replace(result, variant=cell.variant.name, launcher=self.settings.launcher)
         return with_load(result, load, self._cell_environment(cell))
 
     def _cell_environment(self, cell: Cell) -> Environment | None:
         if self.host is None:
             return None
         cpus = parse_cpuset(self.settings.cpus)
-        docker = self.settings.backend == "docker"
+        docker = self.settings.launcher == "docker"
         return replace(
             self.host,
             cpus_available=len(cpus),

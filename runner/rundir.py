@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, Result, RunInfo, parse_results_jsonl
+from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, Result, RunInfo, append_jsonl, parse_results_jsonl
 
 
 class RunDirError(ValueError):
@@ -61,23 +61,9 @@ def results_path(run_dir: Path) -> Path:
     return run_dir / RESULTS_FILE
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append ``line`` + newline with one ``os.write`` and fsync it: a kill leaves whole lines only."""
-    if "\n" in line:
-        raise ValueError("a results line must not contain a newline")
-    data = (line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, data)
-        if written != len(data):  # only a fatal signal or a full disk cuts a regular-file write short
-            raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def append_result(run_dir: Path, result: Result) -> None:
-    append_line(results_path(run_dir), result.to_json())
+    """One whole line, fsynced before the next cell starts (``append_jsonl``, predict's writer too)."""
+    append_jsonl(results_path(run_dir), result.to_json())
 
 
 def load_results(run_dir: Path) -> LoadedResults:

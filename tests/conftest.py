@@ -35,7 +35,7 @@ def framework_python(framework: str) -> str | None:
     if override:
         return override
     try:
-        from runner.local_backend import venv_python
+        from runner.local_launcher import venv_python
     except ImportError:
         return None
     path = venv_python(framework)

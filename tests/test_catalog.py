@@ -72,7 +72,7 @@ def _broken(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("images.torch.framework", "caffe", "images.torch: unknown framework 'caffe'; valid frameworks: numpy"),
+        ("images.torch.framework", "caffe", "images.torch: unknown framework 'caffe'; valid frameworks: mxnet, numpy"),
         ("images.torch.device", "tpu", "images.torch: unknown device 'tpu'"),
         ("images.torch.requirements", ["torch>=2"], "requirement 'torch>=2' is not pinned"),
         ("images.torch.requirements", "torch==2.13.0", "images.torch.requirements must be a list of strings"),

@@ -54,6 +54,7 @@ def test_service_runs_only_its_variant(name: str) -> None:
     assert command[command.index("--framework") + 1] == variant.framework and "--all" in command
     assert command[command.index("--device") + 1] == variant.device
     assert command[-2:] == ["--output", f"/results/{name}.jsonl"]
+    assert command[command.index("--scenario") + 1] == "${DLBENCH_SCENARIO:-latency}", "compose picks the scenario"
     assert body.get("environment", {}) == variant.env
     assert body["network_mode"] == "none" and body["read_only"] is True
     assert body["tmpfs"] == ["/tmp:exec"] and body["volumes"] == ["./results:/results"]
@@ -68,7 +69,7 @@ def test_mode_subsets_and_dollars() -> None:
     variant = CATALOG.variants["cpu-torch"]
     one = dataclasses.replace(variant, modes=("jit",), env={"A": "x$y"})
     body = service(one)
-    assert body["command"][-4:-2] == ["--mode", "jit"]
+    assert body["command"][-6:-4] == ["--mode", "jit"]
     assert body["environment"] == {"A": "x$$y"}, "a literal $ is escaped from compose interpolation"
     with pytest.raises(ComposeError, match="cpu-torch: predict takes one --mode or all of them"):
         service(dataclasses.replace(variant, modes=("eager", "jit")))

@@ -14,13 +14,14 @@ import pytest
 
 from frameworks.backends.registry import FRAMEWORKS
 from frameworks.check import CheckReport, check_cell
+from frameworks.models import MODELS
 from tests.conftest import REPO_ROOT, require_framework
 
 CELLS = [
     pytest.param(fw.name, mode, model, id=f"{fw.name}-{mode}-{model}", marks=[pytest.mark.framework])
     for fw in FRAMEWORKS.values()
     for mode in fw.modes
-    for model in ("lenet5", "mobilenet_v1", "vgg16")
+    for model in MODELS
 ]
 
 # Fresh weights and inputs: not the seed the benchmarks use.

@@ -23,6 +23,9 @@ from typing import Any
 import pytest
 
 import runner.images as images_module
+import runner.images.dockerfile as dockerfile_module
+import runner.images.pip as pip_module
+import runner.images.resolve as resolve_module
 from runner.base_image import (
     BASE_TAG,
     LABEL_TAR_SHA,
@@ -87,7 +90,7 @@ def test_host_pip_settings_pass_only_http_indexes_and_local_dirs(
         "extra-index-url": "file:///opt/pypi/simple https://mirror.example/simple",
         "find-links": f"{wheels} file://{wheels} /does/not/exist https://example.org/links",
     }
-    monkeypatch.setattr(images_module, "_pip_config_values", lambda python: dict(config))
+    monkeypatch.setattr(pip_module, "_pip_config_values", lambda python: dict(config))
     for name in [k for k in os.environ if k.startswith("PIP_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("PIP_INDEX_URL", "file:///local/simple")
@@ -107,7 +110,7 @@ def test_pip_config_list_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         "install.find-links='/opt/wheels'\n"
     )
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: SimpleNamespace(stdout=out, returncode=0))
-    assert images_module._pip_config_values("python") == {
+    assert pip_module._pip_config_values("python") == {
         "cert": "/etc/ssl/certs/ca-certificates.crt",
         "extra-index-url": "file:///opt/pypi/simple file:///opt/pypi-more/simple",
         "find-links": "/opt/wheels",
@@ -236,7 +239,7 @@ def test_final_stage_sees_no_build_inputs(dockerfile: str) -> None:
 def _with_dockerfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, **changes: Any) -> ImageSpec:
     (tmp_path / "docker").mkdir(exist_ok=True)
     (tmp_path / "docker" / "Dockerfile").write_text(text, encoding="utf-8")
-    monkeypatch.setattr(images_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(dockerfile_module, "REPO_ROOT", tmp_path)
     return dataclasses.replace(CATALOG.images["numpy-openblas"], **changes)
 
 
@@ -380,7 +383,7 @@ def test_validation_cache_reuses_a_resolve_of_the_same_spec(tmp_path: Path, monk
         calls.append(image.name)
         return [images_module.Resolved("torch", "2.13.0", "https://x/torch.whl")]
 
-    monkeypatch.setattr(images_module, "resolve_requirements", fake_resolve)
+    monkeypatch.setattr(resolve_module, "resolve_requirements", fake_resolve)
     image = CATALOG.images["cuda-torch"]
     first = validate_image(image, pip=PipSettings(), cache=tmp_path)
     second = validate_image(image, pip=PipSettings(), cache=tmp_path)

@@ -6,6 +6,7 @@ and MobileNet v1, in every CPU variant and mode, to be ok and verified against t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,33 @@ def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Pa
     bad = [f"{r.cell}: {r.status} {r.error or ''} verified={r.verified}" for r in results
            if r.status != "ok" or not r.verified]  # fmt: skip
     assert not bad, "\n".join(bad)
-    assert all(r.backend == "docker" and r.environment and r.environment.in_container for r in results)
+    assert all(r.launcher == "docker" and r.environment and r.environment.in_container for r in results)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run_dirs[0] / "report.md").exists() and (run_dirs[0] / "report.html").exists()
+
+
+def test_every_cpu_variant_sweeps_batches_and_threads_in_containers(docker_client: object, tmp_path: Path) -> None:
+    variants = [v for v in load_catalog().variants.values() if v.device == "cpu"]
+    cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
+           "--models", "lenet5", "--scenarios", "throughput", "threads", "--batches", "1", "4",
+           "--iterations", "3", "--warmup", "1", "--min-time", "0", "--no-peak", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
+    (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
+    results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    expected = {(s, v.name, mode) for s in ("throughput", "threads") for v in variants for mode in v.modes}
+    assert {(r.scenario, r.variant, r.mode) for r in results} == expected
+    bad = [
+        f"{r.cell}: {r.status} {r.error or ''} {[p.error for p in r.points if p.status != 'ok']}"
+        for r in results
+        if r.status != "ok" or not r.verified or any(p.status != "ok" for p in r.points)
+    ]
+    assert not bad, "\n".join(bad)
+    cpus = len(os.sched_getaffinity(0))
+    for r in results:
+        axis = [p.batch for p in r.points] if r.scenario == "throughput" else [p.threads for p in r.points]
+        assert axis == ([1, 4] if r.scenario == "throughput" else list(range(1, cpus + 1))), r.cell
+    threads = [r for r in results if r.scenario == "threads"]
+    assert all(p.threads_in_use == p.threads for r in threads for p in r.points), "a framework ran another count"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (run_dir / "report.md").read_text()
+    assert "Throughput over batch size" in report and "Thread scaling" in report

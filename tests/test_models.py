@@ -122,3 +122,24 @@ def test_a_wrong_shape_never_verifies():
     ref = np.ones((1, 10)) / 10
     assert not compare(np.ones((1, 9)), ref, 1).verified
     assert not compare(np.full((1, 10), np.nan), ref, 1).verified
+
+
+def test_the_model_registry_lists_refuses_duplicates_and_forgets_temporary_entries():
+    from frameworks.models import list_models, register_model
+
+    assert list_models() == ["lenet5", "vgg16", "mobilenet_v1"]
+    with pytest.raises(ValueError, match="model 'lenet5' is already registered"):
+        register_model(lenet5())
+    with MODELS.temporary():
+        register_model(replace(lenet5(), name="lenet5b"))
+        assert get_model("lenet5b").params == 62_006
+    with pytest.raises(KeyError, match="unknown model 'lenet5b'; valid models: lenet5, vgg16, mobilenet_v1"):
+        get_model("lenet5b")
+
+
+def test_a_spec_validates_its_tolerance_and_batches():
+    with pytest.raises(ValueError, match="tolerance must be positive"):
+        replace(lenet5(), tolerance=0.0)
+    with pytest.raises(ValueError, match="batches must be positive"):
+        replace(lenet5(), batches=(0,))
+    assert get_model("vgg16").batches == (1, 4, 16) and get_model("lenet5").tolerance == 1e-4

@@ -10,20 +10,22 @@ import numpy as np
 import pytest
 
 from frameworks.result import Result
-from reports.cells import build_mismatch, effective_build
+from reports.cells import build_mismatch, effective_build, framework_title
 from reports.compare import (
-    GROUP_BACKEND,
     GROUP_BUILD,
     GROUP_DEVICE,
+    GROUP_LAUNCHER,
     bootstrap_ratio_ci,
     compare_samples,
     find_comparisons,
     mann_whitney_u,
+    mode_group,
     rank_with_ties,
 )
 from reports.load import load_run
 
-GOLDEN_RUN = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-a2"
+RUNS = Path(__file__).parent / "fixtures" / "reports" / "runs"
+GOLDEN_RUN = RUNS / "fixture-a2"
 
 CASES = [
     ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0, 8.0]),  # exact, complete separation
@@ -100,7 +102,7 @@ def test_fixture_comparisons_are_the_seeds() -> None:
     assert kinds[("PyTorch: jit vs eager, compile vs eager", "jit vs eager")] == 6  # cpu and cuda
     assert kinds[("PyTorch: jit vs eager, compile vs eager", "compile vs eager")] == 6
     assert kinds[(GROUP_DEVICE, "cuda vs cpu")] == 12  # torch x 3 modes + onnxruntime, 3 models each
-    assert kinds[(GROUP_BACKEND, "docker vs local")] == 3
+    assert kinds[(GROUP_LAUNCHER, "docker vs local")] == 3
     assert notes == []
     mkl = next(c for c in comparisons if c.title == "MKL vs OpenBLAS")
     assert mkl.baseline.variant == "cpu-numpy-openblas" and mkl.candidate.variant == "cpu-numpy-mkl"
@@ -112,15 +114,15 @@ def _results() -> list[Result]:
 
 
 def test_build_pairs_follow_the_facts_not_the_names() -> None:
-    tf = [r for r in _results() if r.framework == "tensorflow" and r.mode == "graph" and r.backend == "docker"]
+    tf = [r for r in _results() if r.framework == "tensorflow" and r.mode == "graph" and r.launcher == "docker"]
     renamed = [replace(r, variant=f"cpu-tensorflow-build{i}") for i, r in enumerate(tf)]
     comparisons, _ = find_comparisons(renamed)
-    assert [(c.title, c.candidate.build["onednn_enabled"]) for c in comparisons] == [("oneDNN vs Eigen", "True")]
+    assert [(c.title, c.candidate.build["in_effect"]) for c in comparisons] == [("oneDNN vs Eigen", "oneDNN")]
 
 
 def test_a_build_switch_that_did_not_take_is_noted_not_compared() -> None:
-    tf = [r for r in _results() if r.framework == "tensorflow" and r.mode == "graph" and r.backend == "docker"]
-    same = [replace(r, build={**r.build, "onednn_enabled": "True"}) for r in tf]
+    tf = [r for r in _results() if r.framework == "tensorflow" and r.mode == "graph" and r.launcher == "docker"]
+    same = [replace(r, build={**r.build, "in_effect": "oneDNN"}) for r in tf]
     comparisons, notes = find_comparisons(same)
     assert comparisons == []
     assert notes == [
@@ -131,17 +133,68 @@ def test_a_build_switch_that_did_not_take_is_noted_not_compared() -> None:
     assert build_mismatch(eigen) == "cpu-tensorflow-eigen asks for Eigen but tensorflow reports oneDNN in effect"
 
 
-def test_effective_build_reads_each_frameworks_facts() -> None:
+def test_effective_build_is_the_stated_fact_else_the_name() -> None:
     base = _results()[0]
-    numpy_mkl = replace(
-        base, framework="numpy", variant="cpu-numpy-x", build={"blas": "blas", "blas_loaded": "libmkl_rt.so.2"}
-    )
-    assert effective_build(numpy_mkl) == "MKL"
-    assert effective_build(replace(base, framework="torch", variant="cpu-torch", build={"blas": "open"})) == "OpenBLAS"
-    mxnet = replace(base, framework="mxnet", variant="cpu-mxnet", build={"mkldnn_in_use": "False", "blas_open": "True"})
-    assert effective_build(mxnet) == "OpenBLAS"
+    stated = replace(base, framework="numpy", variant="cpu-numpy-openblas", build={"in_effect": "MKL"})
+    assert effective_build(stated) == "MKL"  # the fact wins over what the name asks for
+    assert build_mismatch(stated) == "cpu-numpy-openblas asks for OpenBLAS but numpy reports MKL in effect"
     assert effective_build(replace(base, framework="numpy", variant="cpu-numpy-openblas", build={})) == "OpenBLAS"
+    assert effective_build(replace(base, framework="torch", variant="cpu-torch", build={"blas": "mkl"})) is None
     assert effective_build(replace(base, framework="onnxruntime", variant="cpu-onnxruntime", build={})) is None
+
+
+def test_schema1_facts_reach_effective_build_through_the_migration() -> None:
+    """Schema 1 lines had no in_effect fact: the migration derives it from the facts they did state."""
+    a1 = load_run(RUNS / "fixture-a1")
+    assert a1.info is not None and a1.info.launcher == "docker"
+    found = {(r.variant, effective_build(r)) for r in a1.results}
+    assert found == {
+        ("cpu-numpy-openblas", "OpenBLAS"),
+        ("cpu-numpy-mkl", "MKL"),
+        ("cpu-torch", "MKL"),
+        ("cpu-tensorflow", "oneDNN"),
+        ("cpu-tensorflow-eigen", "Eigen"),
+        ("cpu-mxnet-mkldnn", "oneDNN"),
+        ("cpu-mxnet-openblas", "OpenBLAS"),
+        ("cpu-onnxruntime", None),
+    }
+    assert all(r.launcher == "docker" and r.scenario == "latency" for r in a1.results)
+    comparisons, notes = find_comparisons(a1.results)
+    assert {c.title for c in comparisons if c.group == GROUP_BUILD} == {
+        "MKL vs OpenBLAS",
+        "oneDNN vs Eigen",
+        "oneDNN vs OpenBLAS",
+    }
+    assert notes == []
+
+
+def test_mode_pairs_come_from_the_registry() -> None:
+    assert mode_group("tensorflow") == "TensorFlow: graph vs eager, xla vs graph"
+    assert mode_group("torch") == "PyTorch: jit vs eager, compile vs eager"
+    assert mode_group("mxnet") == "MXNet: hybrid vs imperative"
+    assert mode_group("somethingelse") == "somethingelse: modes"
+
+
+def test_an_unknown_framework_still_renders_and_compares_its_modes() -> None:
+    """A framework not in the registry (a result file from elsewhere): raw name, every mode against the first."""
+    tf = [r for r in _results() if r.variant == "cpu-tensorflow" and r.launcher == "docker"]
+    renamed = [replace(r, framework="jaxish", variant="cpu-jaxish") for r in tf]
+    comparisons, _ = find_comparisons(renamed)
+    pairs = sorted((c.baseline.mode, c.candidate.mode) for c in comparisons)
+    assert pairs == [("eager", "graph"), ("eager", "xla")]
+    assert {c.group for c in comparisons} == {"jaxish: modes"}
+    assert framework_title("jaxish") == "jaxish" and framework_title("onnxruntime") == "ONNX Runtime"
+
+
+def test_sweep_results_are_never_compared() -> None:
+    run = load_run(GOLDEN_RUN)
+    sweeps = [r for r in run.results if r.scenario != "latency"]
+    assert sweeps and all(r.points for r in sweeps)
+    assert find_comparisons(sweeps) == ([], [])
+    with_samples = [replace(r, samples_s=r.points[0].samples_s) for r in sweeps]  # even with top-level samples
+    assert find_comparisons(with_samples) == ([], [])
+    everything, _ = find_comparisons(run.results)
+    assert all(c.baseline.scenario == c.candidate.scenario == "latency" for c in everything)
 
 
 def test_too_few_samples_are_not_compared() -> None:

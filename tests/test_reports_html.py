@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reports import render_run
-from tests.fixtures.make_report_fixtures import HOSTILE, hostile_run
+from tests.fixtures.make_report_fixtures import HOSTILE, hostile_run, sweeps_only_run
 
 GOLDEN_RUN = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-a2"
 FORBIDDEN_TAGS = {"script", "link", "iframe", "object", "embed", "img", "image", "foreignobject", "base", "form"}
@@ -85,8 +85,18 @@ def test_html_is_self_contained(golden_html: Path) -> None:
     assert_inert(page)
     assert "@import" not in html and "url(http" not in html and "<?xml" not in html
     assert "default-src 'none'" in html  # a CSP that forbids loading anything, should anything slip in
-    assert page.tags.count("svg") == 3 + 3 + 6  # latency and samples per model, one per comparison group
-    assert page.tags.count("style") == 1 + 12  # the page's, and matplotlib's one per chart
+    assert (
+        page.tags.count("svg") == 3 + 3 + 6 + 2 + 2
+    )  # latency and samples per model, per comparison group, per sweep model
+    assert page.tags.count("style") == 1 + 16  # the page's, and matplotlib's one per chart
+
+
+def test_one_jinja_environment_autoescaping_everything() -> None:
+    from reports import html
+
+    env = html.jinja_environment()
+    assert env is html.jinja_environment() and env.autoescape is True
+    assert not hasattr(html, "environment")  # the name means the machine (frameworks.environment) only
 
 
 def test_svg_ids_are_unique(golden_html: Path) -> None:
@@ -102,6 +112,18 @@ def test_hostile_strings_render_as_text(hostile_html: str) -> None:
     assert first_line in page.joined_text  # shown to the reader exactly, as text
     assert page.joined_text.count('<script>alert("pwned")</script>') >= 10  # every field, charts included
     assert "{{7*7}}" in page.joined_text and "{% raw %}" in page.joined_text  # no template ran over data
+    one_line = " ".join(HOSTILE.split())
+    for needle in (  # the sweep sections: titles, errors and warnings of points, row labels, as text
+        f"Scenario {one_line}: speedup over thread count",
+        f"Scenario {one_line} by batch: images/s over batch size",
+        f"failed: {one_line}",
+        f"skipped: {one_line}",
+        f"⚠ {one_line}",
+        "⚠ output does not match the reference (max error 0.5)",
+        "⚠ the framework reports 7 threads in use, not 2",
+    ):
+        assert needle in page.joined_text, needle
+    assert page.tags.count("svg") == 1 + 1 + 2 + 4  # latency, samples, two comparison groups, four sweep charts
     assert HOSTILE in hostile_html.replace("&lt;", "<").replace("&gt;", ">").replace("&#34;", '"').replace(
         "&amp;", "&"
     ).replace("&#39;", "'")  # the command, verbatim, newline included
@@ -118,12 +140,11 @@ def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedPro
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
 
 
-@pytest.mark.slow
-def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path: Path) -> None:
-    url = golden_html.resolve().as_uri()
+def _screenshot(binary: str, profile: Path, html: Path, shot: Path) -> None:
+    """A 1400 x 2400 screenshot of the file:// page, kept under REPORTS_SCREENSHOT_DIR when that is set."""
+    url = html.resolve().as_uri()
     assert url.startswith("file://")
-    shot = tmp_path / "report.png"
-    done = _chromium(chromium, tmp_path / "profile", "--window-size=1400,2400", f"--screenshot={shot}", url)
+    done = _chromium(binary, profile, "--window-size=1400,2400", f"--screenshot={shot}", url)
     assert shot.exists(), done.stderr[-2000:]
     assert _png_size(shot) == (1400, 2400)
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few kB
@@ -132,9 +153,17 @@ def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
 
-    dom = _chromium(chromium, tmp_path / "profile", "--dump-dom", url)
+
+def _dom_text(binary: str, profile: Path, html: Path) -> Page:
+    dom = _chromium(binary, profile, "--dump-dom", html.resolve().as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
-    page = Page(dom.stdout)
+    return Page(dom.stdout)
+
+
+@pytest.mark.slow
+def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path: Path) -> None:
+    _screenshot(chromium, tmp_path / "profile", golden_html, tmp_path / "report.png")
+    page = _dom_text(chromium, tmp_path / "profile", golden_html)
     text = page.joined_text
     for needle in (
         "Inference speed matrix: fixture-a2",
@@ -154,8 +183,35 @@ def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path:
         "cuda vs cpu",
         "docker vs local",
         "python -m runner matrix --iterations 25",
-        "results.jsonl line 68",
+        "results.jsonl line 84",
+        "Throughput over batch size",
+        "batch size 64",
+        "failed: out of memory (killed by the OOM killer)",
+        "⚠ output does not match the reference (max relative error 0.00021 > 0.0001)",
+        "Thread scaling",
+        "1.83× efficiency 91.4% median 35.0 ms",
+        "linear scaling",  # the ideal line's legend, inside the chart's SVG
     ):
         assert needle in text, needle
-    assert page.tags.count("svg") == 12
+    assert page.tags.count("svg") == 16
     assert "script" not in page.tags
+
+
+@pytest.mark.slow
+def test_chromium_renders_the_sweep_sections(chromium: str, tmp_path: Path) -> None:
+    """A run of sweeps only, so the throughput section (charts and tables) is what the screenshot shows."""
+    html = render_run(sweeps_only_run(tmp_path / "run"))[1]
+    _screenshot(chromium, tmp_path / "profile", html, tmp_path / "sweeps.png")
+    page = _dom_text(chromium, tmp_path / "profile", html)
+    text = page.joined_text
+    for needle in (
+        "No latency cell in this run",
+        "Throughput over batch size",
+        "cpu-numpy-openblas / im2col",
+        "2,849 img/s median 0.351 ms/batch",
+        "failed: out of memory (killed by the OOM killer)",
+        "Thread scaling",
+        "speedup over 1 thread",
+    ):
+        assert needle in text, needle
+    assert page.tags.count("svg") == 4  # two models in each of two sweep sections

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,19 +28,21 @@ def _ok_line() -> str:
 def test_fixture_problems_are_named_by_line_number() -> None:
     run = load_run(GOLDEN_RUN)
     found = {p.line: p.message for p in run.problems if p.line is not None}
-    assert sorted(found) == [6, 42, 43, 64, 68]
+    assert sorted(found) == [6, 42, 43, 64, 84]
     assert found[6].startswith("skipped: not valid JSON")
     assert found[42].startswith("skipped: not valid JSON")
     assert "schema_version 99" in found[43]
     assert found[64] == "superseded by line 65 (same cell, newer line)"
-    assert found[68].startswith("skipped (truncated last line")
-    assert len(run.results) == 63  # 60 docker cells + 3 local; the retried cell counted once
+    assert found[84].startswith("skipped (truncated last line")
+    latency = [r for r in run.results if r.scenario == "latency"]
+    assert len(latency) == 63  # 60 docker cells + 3 local; the retried cell counted once
+    assert Counter(r.scenario for r in run.results if r.scenario != "latency") == {"throughput": 8, "threads": 8}
     assert run.info is not None and run.info.run_id == "fixture-a2"
 
 
 def test_a_retried_cell_keeps_its_newest_line() -> None:
     run = load_run(GOLDEN_RUN)
-    local = [r for r in run.results if r.backend == "local" and r.model == "lenet5"]
+    local = [r for r in run.results if r.launcher == "local" and r.model == "lenet5"]
     assert [r.status for r in local] == ["ok"]
 
 
@@ -139,3 +142,20 @@ def test_results_without_samples_fall_back_to_stats(tmp_path: Path) -> None:
     figs = report.cells[0].figures
     assert figs is not None and result.stats is not None
     assert figs.median_ms == pytest.approx(result.stats.median * 1e3)
+
+
+def test_a_schema_1_run_loads_through_the_migration_and_renders() -> None:
+    """Runs written before the scenario axis (``backend``, no scenario, no ``in_effect``) still report."""
+    a1 = FIXTURES / "fixture-a1"
+    raw = [json.loads(line) for line in (a1 / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {d["schema_version"] for d in raw} == {1} and all("backend" in d and "scenario" not in d for d in raw)
+    assert json.loads((a1 / "run.json").read_text(encoding="utf-8"))["schema_version"] == 1
+    run = load_run(a1)
+    assert run.problems == () and len(run.results) == len(raw)
+    assert all(
+        r.launcher == "docker" and r.scenario == "latency" and r.key().identity == (("batch", "1"),)
+        for r in run.results
+    )
+    text = render_markdown(build_report(run))
+    assert "| Launcher " in text and "MKL vs OpenBLAS" in text and "oneDNN vs Eigen" in text
+    assert "in_effect=MKL" in text  # derived by the migration, shown with the stated facts

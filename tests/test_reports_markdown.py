@@ -77,7 +77,16 @@ def test_golden_report_answers_the_issue() -> None:
         "| CPU model ",
         "onednn_enabled=False",
         "results.jsonl line 6: skipped: not valid JSON",
-        "results.jsonl line 68: skipped (truncated last line",
+        "results.jsonl line 84: skipped (truncated last line",
+        "## Throughput over batch size",
+        "| batch size 1 ",
+        "failed: out of memory (killed by the OOM killer)",
+        "⚠ output does not match the reference (max relative error 0.00021 &gt; 0.0001)",
+        "## Thread scaling",
+        "| threads 2 ",
+        "**1.83×**<br>efficiency 91.4%<br>median 35.0 ms",
+        "**Scenarios:** latency: 63 cells; throughput: 8 cells, 31 of 32 points ok",
+        "| Launcher ",
     ):
         assert needle in text, needle
     assert "2025-01-15T09:00:00Z" in text  # times come from run.json, never from the render
@@ -102,6 +111,19 @@ def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
         widths = {len(UNESCAPED_PIPE.findall(line)) for line in block}
         assert len(widths) == 1, block[0][:200]  # no cell split by a '|' from the data
     assert HOSTILE.split("\n")[0] not in text  # nothing copied through unescaped
+    escaped = escape(HOSTILE)
+    for needle in (  # the sweep sections carry the hostile strings too, escaped
+        "## Throughput over batch size",
+        "## Thread scaling",
+        f"## Scenario {escaped}: speedup over thread count",
+        f"## Scenario {escaped} by batch: images/s over batch size",
+        f"failed: {escaped}",  # a failed point's error
+        f"skipped: {escaped}",
+        f"<br>**failed: {escaped}**",  # a sweep cell without points
+        f"⚠ {escaped}",  # a point's warning
+        "⚠ output does not match the reference (max error 0.5)",
+    ):
+        assert needle in text, needle
 
 
 def _tables(text: str) -> list[list[str]]:

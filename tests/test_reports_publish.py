@@ -55,6 +55,7 @@ def test_index_lists_runs_newest_first_per_machine(site: Path) -> None:
     assert "fixture-a" not in sections[CPU_B]  # CPU models never share a table
     assert 'href="runs/fixture-a3/report.html"' in a
     assert 'href="latest/index.html"' in html
+    assert "<th>Launcher</th>" in html and "<td>docker</td>" in a  # schema 1's backend, read as the launcher
 
 
 @pytest.mark.slow  # publishes several full reports

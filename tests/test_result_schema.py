@@ -93,3 +93,76 @@ def test_load_meter_gives_no_figure_for_a_window_shorter_than_its_ticks(monkeypa
     assert meter.stop() is None
     meter.start()
     assert meter.stop() == pytest.approx(0.5)
+
+
+# --- schema 2: the scenario axis, and schema 1 lines migrated on load ------------------------------------
+
+# A line exactly as schema 1 wrote it (the seed's runner, MXNet on oneDNN, launched in a container).
+V1_LINE = json.dumps({
+    "schema_version": 1, "framework": "mxnet", "mode": "hybrid", "model": "lenet5", "device": "cpu", "status": "ok",
+    "variant": "cpu-mxnet-mkldnn", "backend": "docker", "version": "1.9.1", "batch": 1, "threads": 2,
+    "build": {"mxnet": "1.9.1", "mkldnn_in_use": "True", "blas_open": "True"},
+    "samples_s": [0.001, 0.0011, 0.0012], "stats": None, "warnings": [],
+})  # fmt: skip
+
+
+def test_schema_1_lines_load_as_the_latency_scenario():
+    result = Result.from_json(V1_LINE)
+    assert result.schema_version == SCHEMA_VERSION == 2
+    assert result.scenario == "latency" and result.config == {"batch": "1"} and result.identity == ("batch",)
+    assert result.launcher == "docker" and not result.points
+    assert result.build["in_effect"] == "oneDNN"  # derived from the facts schema 1 did state
+    assert result.samples_s == (0.001, 0.0011, 0.0012)
+    assert result.key() == Result.from_json(Result.from_json(V1_LINE).to_json()).key()
+
+
+@pytest.mark.parametrize(
+    ("framework", "build", "in_effect"),
+    [
+        ("numpy", {"blas": "blas", "blas_loaded": "libblas.so.3,libmkl_rt.so.2"}, "MKL"),
+        ("numpy", {"blas": "scipy-openblas"}, "OpenBLAS"),
+        ("tensorflow", {"onednn_enabled": "False"}, "Eigen"),
+        ("mxnet", {"mkldnn_in_use": "False", "blas_open": "True"}, "OpenBLAS"),
+        ("torch", {"blas": "open"}, "OpenBLAS"),
+        ("torch", {"blas": "mkl"}, "MKL"),
+        ("onnxruntime", {"providers": "CPUExecutionProvider"}, None),
+    ],
+)
+def test_schema_1_build_facts_gain_the_library_in_effect(framework, build, in_effect):
+    data = {**json.loads(V1_LINE), "framework": framework, "build": build}
+    assert Result.from_dict(data).build.get("in_effect") == in_effect
+
+
+def test_schema_1_run_json_loads_with_its_launcher():
+    info = RunInfo("r", "c", "local", "2026-01-01T00:00:00+00:00", environment(), settings={"launcher": "local"})
+    data = json.loads(info.to_json())
+    data.update(schema_version=1, backend=data.pop("launcher"), settings={"backend": "local", "models": "lenet5"})
+    old = RunInfo.from_dict(data)
+    assert old.launcher == "local" and old.settings == {"launcher": "local", "models": "lenet5"}
+
+
+def test_the_key_is_the_cells_identity():
+    base = _result(variant="cpu-numpy-openblas", launcher="docker", config={"batch": "1", "iterations": "20"},
+                   identity=("batch",))  # fmt: skip
+    assert base.key() == _result(variant="cpu-numpy-openblas", launcher="docker",
+                                 config={"batch": "1", "iterations": "7"}, identity=("batch",)).key()  # fmt: skip
+    others = [
+        _result(variant="cpu-numpy-openblas", launcher="docker", config={"batch": "4"}, identity=("batch",)),
+        _result(variant="cpu-numpy-openblas", launcher="local", config={"batch": "1"}, identity=("batch",)),
+        _result(variant="cpu-numpy-openblas", launcher="docker", scenario="threads", config={"batch": "1"},
+                identity=("batch",)),
+    ]  # fmt: skip
+    assert all(o.key() != base.key() for o in others)
+    assert str(base.key()) == "cpu-numpy-openblas im2col lenet5 latency batch=1"
+
+
+def test_points_round_trip_and_are_validated():
+    from frameworks.result import Point
+
+    point = Point(4, 2, "ok", samples_s=(0.1, 0.2), stats=summarize([0.1, 0.2]), speedup=1.5, efficiency=0.75)
+    r = _result(scenario="throughput", config={"batches": "4"}, identity=("batches",), points=(point,))
+    assert Result.from_json(r.to_json()) == r
+    data = json.loads(r.to_json())
+    data["points"][0]["batch"] = "4"
+    with pytest.raises(ValueError, match=r"result.points\[0\].batch: must be an integer"):
+        Result.from_dict(data)

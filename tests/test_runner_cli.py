@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from frameworks.backends.registry import FRAMEWORKS
 from tests.conftest import REPO_ROOT, run_runner
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/dlbench-test.sock"}
-FRAMEWORK_MODULES = ("torch", "tensorflow", "mxnet", "onnxruntime", "jax", "keras")
+# Every registered framework's package, and the ones they pull in (keras with TensorFlow, jax with XLA).
+FRAMEWORK_MODULES = (*(info.import_name for info in FRAMEWORKS.values() if info.import_name != "numpy"), "jax", "keras")
 
 
 def runner(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -47,6 +49,11 @@ def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], *fragments: s
         (["matrix", "--timeout", "0"], ["--timeout must be positive"]),
         (["matrix", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
         (["matrix", "--backend", "kubernetes"], ["invalid choice: 'kubernetes'"]),
+        (["matrix", "--launcher", "kubernetes"], ["invalid choice: 'kubernetes'"]),
+        (["matrix", "--scenarios", "train"], ["unknown scenario 'train'", "valid scenarios: latency, throughput"]),
+        (["matrix", "--batches", "1", "4"], ["--batches applies to the throughput scenario, not to latency"]),
+        (["matrix", "--scenarios", "throughput", "--batches", "0"], ["throughput: --batches must be positive"]),
+        (["matrix", "--scenarios", "threads", "--thread-counts", "x"], ["argument --thread-counts: invalid int"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:

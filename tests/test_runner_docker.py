@@ -1,4 +1,4 @@
-"""The Docker backend: the container's isolation, and real containers for the happy path, an
+"""The Docker launcher: the container's isolation, and real containers for the happy path, an
 out-of-memory kill and a timeout. Tests marked ``docker`` fail in CI without an engine."""
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from typing import Any
 import pytest
 
 from runner.catalog import load_catalog
-from runner.docker_backend import LABEL_CELL, NO_NVIDIA, DockerBackend, container_options
-from runner.matrix import Cell, Prepared, Settings, parse_cpuset
+from runner.docker_launcher import LABEL_CELL, NO_NVIDIA, DockerLauncher, container_options
+from runner.matrix import Cell, Prepared, Settings, parse_cpuset, plan
 from runner.rundir import load_results, read_run_info
 from tests.conftest import REPO_ROOT
 
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
 CPUS = "0" if len(os.sched_getaffinity(0)) == 1 else "0-1"
-SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "docker", iterations=3, warmup=1, cpus=CPUS, timeout=120)
+SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "docker", cpus=CPUS, timeout=120).with_options(
+    iterations=3, warmup=1
+)
 
 
 def test_container_options_lock_the_cell_down() -> None:
@@ -42,12 +44,12 @@ def test_container_options_lock_the_cell_down() -> None:
 
 
 @pytest.fixture(scope="module")
-def backend(docker_client: Any) -> DockerBackend:
-    return DockerBackend(docker_client)
+def backend(docker_client: Any) -> DockerLauncher:
+    return DockerLauncher(docker_client)
 
 
 @pytest.fixture(scope="module")
-def openblas_image(backend: DockerBackend) -> str:
+def openblas_image(backend: DockerLauncher) -> str:
     """The image ID, built first when stale (cached: a no-op when current)."""
     prepared = backend.prepare([OPENBLAS], log=lambda line: None)
     assert not prepared.errors, prepared.errors
@@ -93,10 +95,10 @@ def test_happy_path_through_the_cli(docker_client: Any, openblas_image: str, tmp
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "backend: docker (engine " in proc.stderr
+    assert "launcher: docker (engine " in proc.stderr
     (run_dir,) = list(tmp_path.iterdir())
     (result,) = load_results(run_dir).results
-    assert result.status == "ok" and result.verified and result.backend == "docker"
+    assert result.status == "ok" and result.verified and result.launcher == "docker"
     assert result.environment is not None and result.environment.in_container
     assert result.environment.image_id == openblas_image and result.environment.cpuset == CPUS
     assert result.environment.memory_limit_bytes == 768 << 20  # the container's limit, not the host's memory
@@ -106,25 +108,43 @@ def test_happy_path_through_the_cli(docker_client: Any, openblas_image: str, tmp
 
 
 @pytest.mark.docker
-def test_out_of_memory_is_a_failed_cell(backend: DockerBackend, openblas_image: str) -> None:
+def test_out_of_memory_is_a_failed_cell(backend: DockerLauncher, openblas_image: str) -> None:
     # VGG-16's weights alone are 528 MB.
-    result = backend.run_cell(Cell(OPENBLAS, "im2col", "vgg16"), replace(SETTINGS, memory="160m"), openblas_image)
+    result = backend.launch(Cell(OPENBLAS, "im2col", "vgg16"), replace(SETTINGS, memory="160m"), openblas_image)
     assert result.status == "failed" and result.error == "out of memory (limit 160m)"
-    assert result.model == "vgg16" and result.backend == "docker"
+    assert result.model == "vgg16" and result.launcher == "docker"
     assert not _leftovers(backend.client)
 
 
 @pytest.mark.docker
-def test_timeout_kills_and_removes_the_container(backend: DockerBackend, openblas_image: str) -> None:
-    settings = replace(SETTINGS, iterations=10**8, timeout=6)
-    result = backend.run_cell(Cell(OPENBLAS, "im2col", "lenet5"), settings, openblas_image)
+def test_timeout_kills_and_removes_the_container(backend: DockerLauncher, openblas_image: str) -> None:
+    settings = replace(SETTINGS, timeout=6).with_options(iterations=10**8)
+    (cell,) = plan([OPENBLAS], settings)  # the cell carries its scenario config, resolved from the settings
+    result = backend.launch(cell, settings, openblas_image)
     assert result.status == "failed" and result.error == "timed out after 6 s"
     assert not _leftovers(backend.client)
 
 
 @pytest.mark.docker
-def test_cuda_variants_are_skipped_without_the_nvidia_runtime(backend: DockerBackend) -> None:
+def test_cuda_variants_are_skipped_without_the_nvidia_runtime(backend: DockerLauncher) -> None:
     if backend.nvidia():
         pytest.skip("this engine has the NVIDIA runtime")
     prepared = backend.prepare([CATALOG.variant("cuda-onnxruntime")], log=lambda line: None)
     assert prepared == Prepared(skipped={"cuda-onnxruntime": NO_NVIDIA})
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_out_of_memory_point_fails_alone_and_the_sweep_goes_on(backend: DockerLauncher, openblas_image: str) -> None:
+    """In a 3 GB container VGG-16's float64 reference at batch 16 (3.7 GB of im2col columns) is
+    killed by the kernel's OOM killer; the sweep's own process survives and measures batch 1."""
+    from frameworks.scenarios.throughput import ThroughputConfig
+
+    config = ThroughputConfig(iterations=2, warmup=0, min_time=0, batches=(16, 1), point_timeout=300)
+    cell = Cell(OPENBLAS, "im2col", "vgg16", "throughput", config)
+    result = backend.launch(cell, replace(SETTINGS, memory="3g", timeout=300), openblas_image)
+    big, small = result.points
+    assert big.status == "failed" and big.error == "out of memory (killed by the OOM killer)"
+    assert small.status == "ok" and small.verified and small.peak_rss_bytes and small.peak_rss_bytes < 3 << 30
+    assert result.status == "ok" and result.launcher == "docker" and result.scenario == "throughput"
+    assert not _leftovers(backend.client)

@@ -18,14 +18,16 @@ import pytest
 
 from frameworks.result import Result
 from runner.catalog import load_catalog
-from runner.local_backend import LocalBackend, ensure_venv, unsupported, venv_id, venv_python, venv_state
-from runner.matrix import Cell, Settings
+from runner.local_launcher import LocalLauncher, ensure_venv, unsupported, venv_id, venv_python, venv_state
+from runner.matrix import Cell, Settings, plan
 from runner.rundir import load_results, read_run_info
 from tests.conftest import REPO_ROOT, run_runner
 
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
-SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "local", iterations=3, warmup=1, cpus="0", timeout=120)
+SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "local", cpus="0", timeout=120).with_options(
+    iterations=3, warmup=1
+)
 BASE = ["--backend", "local", "--variants", "cpu-numpy-openblas", "--warmup", "1", "--min-time", "0", "--no-peak"]
 
 
@@ -55,29 +57,29 @@ def test_venv_is_current_and_found(openblas_python: Path) -> None:
 def test_matrix_end_to_end(openblas_python: Path, tmp_path: Path) -> None:
     proc = runner("matrix", *BASE, "--models", "lenet5", "--iterations", "3", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "backend: local" in proc.stderr
+    assert "launcher: local" in proc.stderr
     assert "[1/1] cpu-numpy-openblas im2col lenet5 ... " in proc.stderr and "(ok)" in proc.stderr
     run_dir = only_run_dir(tmp_path)
     (result,) = load_results(run_dir).results
     assert result.status == "ok" and result.verified and len(result.samples_s) == 3
-    assert result.variant == "cpu-numpy-openblas" and result.backend == "local"
+    assert result.variant == "cpu-numpy-openblas" and result.launcher == "local"
     assert result.threads == len(os.sched_getaffinity(0)) and result.build.get("blas") == "scipy-openblas"
     assert result.environment is not None and result.environment.image_id == venv_id(OPENBLAS.image)
     info = read_run_info(run_dir)
-    assert info.backend == "local" and info.finished_at is not None
+    assert info.launcher == "local" and info.finished_at is not None
     assert info.command.startswith("python -m runner matrix --variants cpu-numpy-openblas --models lenet5")
     assert info.settings["memory"].startswith("not limited") and info.images["cpu-numpy-openblas"].startswith("venv:")
 
 
 def test_timeout_is_a_failed_cell_and_kills_predict(openblas_python: Path) -> None:
     token = uuid.uuid4().hex
-    cell = Cell(replace(OPENBLAS, env={"DLBENCH_TEST_TOKEN": token}), "im2col", "lenet5")
-    settings = replace(SETTINGS, iterations=10**8, timeout=3)
+    settings = replace(SETTINGS, timeout=3).with_options(iterations=10**8)
+    (cell,) = plan([replace(OPENBLAS, env={"DLBENCH_TEST_TOKEN": token})], settings)
     start = time.monotonic()
-    result = LocalBackend().run_cell(cell, settings, venv_id(OPENBLAS.image))
+    result = LocalLauncher().launch(cell, settings, venv_id(OPENBLAS.image))
     assert time.monotonic() - start < 30
     assert result.status == "failed" and result.error == "timed out after 3 s"
-    assert result.model == "lenet5" and result.backend == "local"
+    assert result.model == "lenet5" and result.launcher == "local"
     assert not _processes_with(token), "predict outlived its timeout"
 
 
@@ -95,7 +97,7 @@ def _processes_with(token: str) -> list[int]:
 def test_a_crash_is_a_failed_cell_with_its_reason(openblas_python: Path) -> None:
     # An interpreter that dies before predict starts: no result line, a fatal error on stderr.
     cell = Cell(replace(OPENBLAS, env={"PYTHONMALLOC": "no-such-allocator"}), "im2col", "lenet5")
-    result = LocalBackend().run_cell(cell, SETTINGS, venv_id(OPENBLAS.image))
+    result = LocalLauncher().launch(cell, SETTINGS, venv_id(OPENBLAS.image))
     assert result.status == "failed"
     assert result.error is not None and result.error.startswith("exit code 1: Fatal Python error")
     assert "unknown allocator" in result.error
@@ -174,3 +176,49 @@ def test_a_whole_matrix_never_imports_a_framework_in_the_runner(openblas_python:
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("EXIT", "MODULES")))
     assert lines["EXIT"] == "0", proc.stderr
     assert not set(lines["MODULES"].split()) & set(FRAMEWORK_MODULES)  # the reports may use matplotlib (NumPy)
+
+
+def test_every_scenario_through_the_matrix_and_resume_by_key(openblas_python: Path, tmp_path: Path) -> None:
+    args = ["matrix", *BASE, "--models", "lenet5", "--iterations", "3", "--out", str(tmp_path)]
+    proc = runner(*args, "--scenarios", "latency", "throughput", "threads", "--batches", "1", "4")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = only_run_dir(tmp_path)
+    results = load_results(run_dir).results
+    assert [r.scenario for r in results] == ["latency", "throughput", "threads"]
+    assert all(r.status == "ok" and r.verified and r.launcher == "local" for r in results)
+    throughput, threads = results[1], results[2]
+    assert [p.batch for p in throughput.points] == [1, 4] and throughput.config["batches"] == "1 4"
+    assert [p.threads for p in threads.points] == list(range(1, len(os.sched_getaffinity(0)) + 1))
+    info = read_run_info(run_dir)
+    assert info.settings["scenarios"] == "latency throughput threads" and info.settings["batches"] == "1 4"
+    assert "--scenarios latency throughput threads" in info.command and "--batches 1 4" in info.command
+    assert "[2/3] cpu-numpy-openblas im2col lenet5 [throughput] ... 2/2 points (ok)" in proc.stderr
+
+    # drop the throughput line: resume finds exactly that cell missing, by its key
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    (run_dir / "results.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")
+    resumed = runner("matrix", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 cells (2 already done)" in resumed.stderr and "[2/3]" in resumed.stderr
+    assert sorted(r.key() for r in load_results(run_dir).results) == sorted(r.key() for r in results)
+
+
+def test_a_run_from_before_the_scenario_axis_resumes(openblas_python: Path, tmp_path: Path) -> None:
+    """run.json and results.jsonl of schema 1, as the previous release wrote them."""
+    done = runner("matrix", *BASE, "--models", "lenet5", "--iterations", "2", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    run_dir = only_run_dir(tmp_path)
+    info = json.loads((run_dir / "run.json").read_text())
+    settings = {k: v for k, v in info["settings"].items() if k not in ("scenarios", "options_given", "batch")}
+    settings["backend"] = settings.pop("launcher")
+    info.update(schema_version=1, backend=info.pop("launcher"), settings={**settings, "models": "lenet5 mobilenet_v1"})
+    (run_dir / "run.json").write_text(json.dumps(info))
+    line = json.loads((run_dir / "results.jsonl").read_text())
+    for key in ("scenario", "config", "identity", "points", "threads_in_use"):
+        line.pop(key)
+    line.update(schema_version=1, backend=line.pop("launcher"))
+    (run_dir / "results.jsonl").write_text(json.dumps(line) + "\n")
+    resumed = runner("matrix", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 cells (1 already done)" in resumed.stderr
+    assert [r.model for r in load_results(run_dir).results] == ["lenet5", "mobilenet_v1"]

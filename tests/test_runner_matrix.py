@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from frameworks.environment import environment
+from frameworks.options import UsageError
 from frameworks.result import Result, Stats
 from runner.catalog import load_catalog
 from runner.matrix import (
@@ -19,7 +20,6 @@ from runner.matrix import (
     MatrixRun,
     Prepared,
     Settings,
-    UsageError,
     check_models,
     describe_exit,
     error_line,
@@ -28,7 +28,7 @@ from runner.matrix import (
     memory_bytes,
     parse_cpuset,
     plan,
-    result_key,
+    runner_result,
     with_load,
 )
 from runner.rundir import load_results
@@ -36,7 +36,9 @@ from runner.rundir import load_results
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
 TORCH = CATALOG.variant("cpu-torch")
-SETTINGS = Settings(("cpu-numpy-openblas", "cpu-torch"), ("lenet5", "vgg16"), "docker", iterations=7, cpus="0")
+SETTINGS = Settings(("cpu-numpy-openblas", "cpu-torch"), ("lenet5", "vgg16"), "docker", cpus="0").with_options(
+    iterations=7
+)
 
 
 def test_parse_cpuset() -> None:
@@ -57,12 +59,12 @@ def test_memory_bytes() -> None:
 
 
 def test_settings_round_trip_through_run_json() -> None:
-    settings = replace(SETTINGS, min_time=0.5, timeout=12.5, memory="2g")
+    settings = replace(SETTINGS, timeout=12.5, memory="2g").with_options(min_time=0.5)
     assert Settings.from_dict(settings.to_dict()) == settings
 
 
 def test_local_settings_say_memory_is_not_limited() -> None:
-    local = replace(SETTINGS, backend="local")
+    local = replace(SETTINGS, launcher="local")
     assert local.to_dict()["memory"].startswith("not limited")
     assert Settings.from_dict(local.to_dict()).memory == "8g"
 
@@ -71,7 +73,7 @@ def test_command_reproduces_the_settings() -> None:
     args = shlex.split(SETTINGS.command())
     assert args[:4] == ["python", "-m", "runner", "matrix"]
     assert args[args.index("--variants") + 1 : args.index("--models")] == ["cpu-numpy-openblas", "cpu-torch"]
-    for flag, value in [("--iterations", "7"), ("--backend", "docker"), ("--cpus", "0"), ("--timeout", "900")]:
+    for flag, value in [("--iterations", "7"), ("--launcher", "docker"), ("--cpus", "0"), ("--timeout", "900")]:
         assert args[args.index(flag) + 1] == value
 
 
@@ -83,11 +85,11 @@ def test_threads_follow_the_cpuset() -> None:
 
 
 def test_plan_is_variant_model_mode() -> None:
-    cells = plan([OPENBLAS, TORCH], ["lenet5", "vgg16"])
-    assert [c.key for c in cells[:3]] == [
-        ("cpu-numpy-openblas", "im2col", "lenet5"),
-        ("cpu-numpy-openblas", "im2col", "vgg16"),
-        ("cpu-torch", "eager", "lenet5"),
+    cells = plan([OPENBLAS, TORCH], SETTINGS)
+    assert [(c.variant.name, c.mode, c.model, c.scenario) for c in cells[:3]] == [
+        ("cpu-numpy-openblas", "im2col", "lenet5", "latency"),
+        ("cpu-numpy-openblas", "im2col", "vgg16", "latency"),
+        ("cpu-torch", "eager", "lenet5", "latency"),
     ]
     assert len(cells) == 2 + 6
 
@@ -99,15 +101,17 @@ def test_check_models() -> None:
 
 
 def _ok(cell: Cell) -> Result:
+    """What predict would write for the cell (its scenario, config and identity included), measured."""
     stats = Stats(3, 1e-3, 1e-5, 1e-3, 1e-3, 1e-3, None, None, 1e-3, 1e-3, 0.95)
-    return Result(cell.variant.framework, cell.mode, cell.model, "cpu", "ok", stats=stats, verified=True)
+    made = runner_result(cell, SETTINGS, "ok", "")
+    return replace(made, error=None, variant=None, launcher=None, stats=stats, verified=True)
 
 
 def test_interpret_takes_the_result_line() -> None:
     cell = Cell(OPENBLAS, "im2col", "lenet5")
     stdout = "some framework chatter\n" + _ok(cell).to_json() + "\n"
     result = interpret(cell, SETTINGS, 0, stdout, "")
-    assert result.status == "ok" and result.variant == "cpu-numpy-openblas" and result.backend == "docker"
+    assert result.status == "ok" and result.variant == "cpu-numpy-openblas" and result.launcher == "docker"
     crashed_at_exit = interpret(cell, SETTINGS, -11, stdout, "")
     assert crashed_at_exit.status == "ok" and "SIGSEGV" in crashed_at_exit.warnings[-1]
 
@@ -136,8 +140,8 @@ def test_error_line_and_describe_exit() -> None:
 def test_eta_uses_the_mean_per_model() -> None:
     eta = Eta()
     assert eta.left([Cell(OPENBLAS, "im2col", "lenet5")]) is None
-    eta.add("lenet5", 2.0)
-    eta.add("vgg16", 20.0)
+    eta.add(Cell(OPENBLAS, "im2col", "lenet5"), 2.0)
+    eta.add(Cell(OPENBLAS, "im2col", "vgg16"), 20.0)
     remaining = [Cell(TORCH, "eager", "lenet5"), Cell(TORCH, "eager", "vgg16"), Cell(TORCH, "eager", "mobilenet_v1")]
     assert eta.left(remaining) == pytest.approx(2 + 20 + 11)
     assert format_duration(30) == "30 s" and format_duration(600) == "10 min" and format_duration(7200) == "2.0 h"
@@ -151,8 +155,8 @@ def test_with_load_keeps_predicts_reading() -> None:
     assert with_load(ok, 9.0, None).environment is None
 
 
-class RecordingBackend:
-    """Runs nothing: a stand-in for the loop's own tests (the backends have real tests of their own)."""
+class RecordingLauncher:
+    """Runs nothing: a stand-in for the loop's own tests (the launchers have real tests of their own)."""
 
     name = "docker"
 
@@ -168,35 +172,37 @@ class RecordingBackend:
     def prepare(self, variants: list, log: object) -> Prepared:  # type: ignore[type-arg]
         return Prepared()
 
-    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+    def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result:
         raise NotImplementedError
 
 
 def test_loop_runs_one_cell_at_a_time_appending_each_result(tmp_path: Path) -> None:
     cuda = CATALOG.variant("cuda-onnxruntime")
-    cells = plan([OPENBLAS, TORCH, cuda], ["lenet5"])
+    cells = plan([OPENBLAS, TORCH, cuda], replace(SETTINGS, models=("lenet5",)))
     assert len(cells) == 5
 
-    class Backend(RecordingBackend):
-        def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+    class Launcher(RecordingLauncher):
+        def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result:
             assert len(load_results(self.run_dir).results) == len(self.calls) + 1, "a result reached disk late"
-            self.calls.append((cell.key, image_id))
+            self.calls.append((cell.key("docker"), image_id))
             return _ok(cell)
 
-    backend = Backend(tmp_path)
-    (tmp_path / "results.jsonl").write_text(replace(_ok(cells[0]), variant=OPENBLAS.name).to_json() + "\n")
+    backend = Launcher(tmp_path)
+    (tmp_path / "results.jsonl").write_text(
+        replace(_ok(cells[0]), variant=OPENBLAS.name, launcher="docker").to_json() + "\n"
+    )
     prepared = Prepared(ids={"cpu-torch": "sha256:b"}, skipped={"cuda-onnxruntime": "no NVIDIA runtime"})
     stream = io.StringIO()
     run = MatrixRun(
-        cells, backend, SETTINGS, tmp_path, prepared, host=environment(), done={cells[0].key}, stream=stream
+        cells, backend, SETTINGS, tmp_path, prepared, host=environment(), done={cells[0].key("docker")}, stream=stream
     )
     results = run.run()
-    assert [key for key, _ in backend.calls] == [c.key for c in cells[1:4]]
+    assert [key for key, _ in backend.calls] == [c.key("docker") for c in cells[1:4]]
     assert {image for _, image in backend.calls} == {"sha256:b"}
     assert [r.status for r in results] == ["ok", "ok", "ok", "skipped"]
     assert results[-1].error == "no NVIDIA runtime" and results[-1].environment is not None
     assert results[-1].environment.memory_limit_bytes == memory_bytes(SETTINGS.memory)  # the container limit
-    assert [result_key(r) for r in load_results(tmp_path).results] == [c.key for c in cells]
+    assert [r.key() for r in load_results(tmp_path).results] == [c.key("docker") for c in cells]
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("[2/5] cpu-torch eager lenet5 ... 1 ms (ok) — ~")
     assert lines[-1] == "[5/5] cuda-onnxruntime session lenet5 ... skipped: no NVIDIA runtime"

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from frameworks.environment import environment
-from frameworks.result import Result, RunInfo
+from frameworks.result import Result, RunInfo, append_jsonl
 from runner.rundir import (
     RunDirError,
-    append_line,
     append_result,
     load_results,
     new_run_dir,
@@ -42,7 +41,7 @@ def test_append_and_load_round_trip(tmp_path: Path) -> None:
 
 def test_a_line_with_a_newline_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        append_line(results_path(tmp_path), "a\nb")
+        append_jsonl(results_path(tmp_path), "a\nb")
 
 
 def test_truncated_last_line_is_reported_ignored_and_repaired(tmp_path: Path) -> None:

@@ -26,10 +26,18 @@ import numpy as np
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward, get_framework
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 
-MODES = get_framework("mxnet").modes  # the registry is the one list
-DEVICES = get_framework("mxnet").devices
+FRAMEWORK = FrameworkInfo(
+    name="mxnet",
+    title="MXNet",
+    import_name="mxnet",
+    modes=("imperative", "hybrid"),
+    devices=("cpu", "cuda"),
+    mode_pairs=(("imperative", "hybrid"),),
+)
+MODES = FRAMEWORK.modes
+DEVICES = FRAMEWORK.devices
 FEATURES = ("MKLDNN", "BLAS_OPEN", "BLAS_MKL", "OPENMP", "CUDA", "CUDNN")
 CPU_WORKER_THREADS = "1"  # engine workers = operators run in parallel: 1, like the other frameworks' inter-op pools
 
@@ -85,7 +93,10 @@ def build_facts() -> dict[str, str]:
     features = mx.runtime.Features()
     facts = {"mxnet": version(), **{f.lower(): str(features.is_enabled(f)) for f in FEATURES}}
     facts["MXNET_MKLDNN_ENABLED"] = os.environ.get("MXNET_MKLDNN_ENABLED", "unset")
-    facts["mkldnn_in_use"] = str(mkldnn_in_use(features.is_enabled("MKLDNN"), os.environ.get("MXNET_MKLDNN_ENABLED")))
+    in_use = mkldnn_in_use(features.is_enabled("MKLDNN"), os.environ.get("MXNET_MKLDNN_ENABLED"))
+    facts["mkldnn_in_use"] = str(in_use)
+    blas = "MKL" if features.is_enabled("BLAS_MKL") else "OpenBLAS" if features.is_enabled("BLAS_OPEN") else "BLAS"
+    facts[IN_EFFECT] = "oneDNN" if in_use else blas
     facts.update(_loaded)
     return facts
 
@@ -106,7 +117,7 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     ctx = _context(mx, options.device)
     net = make_net(spec, weights, options.mode, ctx)
     params, buffers = count_params(net)
-    return Built(_forward(mx, net, ctx), params=params, buffers=buffers)
+    return Built(_forward(mx, net, ctx), params=params, buffers=buffers, threads=int(_loaded["omp_threads"]) or None)
 
 
 def make_net(spec: ModelSpec, weights: dict[str, np.ndarray], mode: str, ctx: Any) -> Any:

@@ -11,7 +11,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+
+FRAMEWORK = FrameworkInfo(name="numpy", title="NumPy", import_name="numpy", modes=("im2col",), devices=("cpu",))
 
 Op = Callable[[np.ndarray], np.ndarray]
 
@@ -36,7 +38,31 @@ def build_facts() -> dict[str, str]:
     loaded = loaded_blas()
     if loaded:
         facts["blas_loaded"] = loaded
+    in_effect = _blas_name(loaded) or _blas_name(facts["blas"])  # what is loaded wins: Debian links a generic libblas
+    if in_effect:
+        facts[IN_EFFECT] = in_effect
+    threads = blas_threads()
+    if threads is not None:
+        facts["blas_threads"] = str(threads)
     return facts
+
+
+def _blas_name(text: str) -> str | None:
+    lowered = text.lower()
+    for token, name in (("mkl", "MKL"), ("openblas", "OpenBLAS"), ("blis", "BLIS")):
+        if token in lowered:
+            return name
+    return None
+
+
+def blas_threads() -> int | None:
+    """Threads the loaded BLAS says it runs with (threadpoolctl asks the library itself), or None."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [int(pool["num_threads"]) for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(counts) if counts else None
 
 
 def loaded_blas() -> str:
@@ -63,7 +89,8 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
         raise ValueError("numpy runs on the CPU only")
     forward = compile_network(spec, weights, np.float32)
     buffers = sum(a.size for k, a in weights.items() if k.endswith((".mean", ".var")))
-    return Built(forward, params=sum(a.size for a in weights.values()) - buffers, buffers=buffers)
+    params = sum(a.size for a in weights.values()) - buffers
+    return Built(forward, params=params, buffers=buffers, threads=blas_threads())
 
 
 def reference_forward(spec: ModelSpec, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

@@ -14,9 +14,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward, get_framework
+from .registry import BuildOptions, Built, Forward, FrameworkInfo
 
-MODES = get_framework("onnxruntime").modes  # the registry is the one list
+FRAMEWORK = FrameworkInfo(
+    name="onnxruntime",
+    title="ONNX Runtime",
+    import_name="onnxruntime",
+    modes=("session",),
+    devices=("cpu", "cuda"),
+)
+MODES = FRAMEWORK.modes
 OPSET = 17
 INPUT, OUTPUT = "input", "output"
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -55,7 +62,8 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     del model
     onnx.checker.check_model(serialized)  # a malformed graph fails here with onnx's message, not deep inside ORT
     session = make_session(serialized, options)
-    return Built(_forward(session), params=params, buffers=buffers)
+    threads = session.get_session_options().intra_op_num_threads  # what the session was made with, read back
+    return Built(_forward(session), params=params, buffers=buffers, threads=int(threads))
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -1,15 +1,28 @@
-"""The framework registry: static facts, and backend modules imported only when asked for.
+"""The framework registry: each backend module's static facts, read without importing any framework.
 
-The host imports this module to list frameworks and modes without importing any framework.
+A framework is one module ``frameworks/backends/<name>_backend.py`` that opens with a literal
+declaration::
+
+    FRAMEWORK = FrameworkInfo(name="torch", title="PyTorch", import_name="torch",
+                              modes=("eager", "jit", "compile"), devices=("cpu", "cuda"), ...)
+
+The registry finds those modules and reads the declaration from their source (``ast``), so the
+host lists frameworks, modes and titles without importing torch or TensorFlow; the module itself,
+and with it the framework, is imported only by ``load_backend``. The module then provides what
+``Backend`` describes: build a model from the spec and the canonical weights, and run it.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
+
+from ..registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -17,6 +30,12 @@ if TYPE_CHECKING:
     from ..models import ModelSpec
 
 Forward = Callable[["np.ndarray"], "np.ndarray"]
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+BACKENDS_DIR = Path(__file__).resolve().parent
+SUFFIX = "_backend.py"
+# The build-fact key every backend fills with the math library in effect ("oneDNN", "MKL", ...),
+# as the framework itself states it: the reports compare builds by it.
+IN_EFFECT = "in_effect"
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,7 @@ class Built:
     forward: Forward
     params: int  # trainable parameters, counted through the framework's own API
     buffers: int  # non-trainable state (batch-norm running statistics), likewise
+    threads: int | None = None  # intra-op threads the framework says it uses, read back after the build
 
 
 class Backend(Protocol):
@@ -47,43 +67,78 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class FrameworkInfo:
+    """A framework's static facts: what the host, the runner and the reports need without importing it."""
+
     name: str
-    module: str  # imported on demand
+    title: str  # as the reports print it: "PyTorch", "ONNX Runtime"
     import_name: str  # the framework's own top-level package, to test availability cheaply
     modes: tuple[str, ...]
-    devices: tuple[str, ...]
+    devices: tuple[str, ...] = ("cpu",)
+    # (baseline, candidate) mode comparisons the reports draw; empty: every mode against the first
+    mode_pairs: tuple[tuple[str, str], ...] = ()
+    module: str = ""  # the backend module, set by discovery
+
+    def __post_init__(self) -> None:
+        if not self.modes:
+            raise ValueError(f"framework {self.name}: no modes")
+        unknown = [d for d in self.devices if d not in DEVICES]
+        if unknown:
+            raise ValueError(f"framework {self.name}: unknown device(s) {unknown}; valid devices: {', '.join(DEVICES)}")
+        stray = [m for pair in self.mode_pairs for m in pair if m not in self.modes]
+        if stray:
+            raise ValueError(f"framework {self.name}: mode_pairs name modes it does not have: {stray}")
+
+    def comparisons(self) -> tuple[tuple[str, str], ...]:
+        """The mode pairs to compare: the declared ones, else each mode against the first."""
+        return self.mode_pairs or tuple((self.modes[0], m) for m in self.modes[1:])
 
 
-FRAMEWORKS: dict[str, FrameworkInfo] = {
-    info.name: info
-    for info in (
-        FrameworkInfo("numpy", "frameworks.backends.numpy_backend", "numpy", ("im2col",), ("cpu",)),
-        FrameworkInfo(
-            "torch", "frameworks.backends.torch_backend", "torch", ("eager", "jit", "compile"), ("cpu", "cuda")
-        ),
-        FrameworkInfo(
-            "tensorflow",
-            "frameworks.backends.tensorflow_backend",
-            "tensorflow",
-            ("eager", "graph", "xla"),
-            ("cpu", "cuda"),
-        ),
-        FrameworkInfo("mxnet", "frameworks.backends.mxnet_backend", "mxnet", ("imperative", "hybrid"), ("cpu", "cuda")),
-        FrameworkInfo(
-            "onnxruntime", "frameworks.backends.onnxruntime_backend", "onnxruntime", ("session",), ("cpu", "cuda")
-        ),
-    )
-}
+FRAMEWORKS: Registry[FrameworkInfo] = Registry("framework")
 
-DEVICES: tuple[str, ...] = ("cpu", "cuda")
+
+def register_framework(info: FrameworkInfo) -> FrameworkInfo:
+    """Add a framework whose backend module is ``info.module`` (discovery does this for frameworks/backends)."""
+    if not info.module:
+        raise ValueError(f"framework {info.name}: no backend module")
+    return FRAMEWORKS.register(info.name, info)
+
+
+def declared_framework(path: Path, module: str | None = None) -> FrameworkInfo:
+    """The ``FRAMEWORK = FrameworkInfo(...)`` declaration of a backend module, read from its source.
+
+    ``module`` is the name ``load_backend`` imports it by (default: ``frameworks.backends.<file>``).
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["FRAMEWORK"]
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "FrameworkInfo"
+        ):
+            try:
+                fields = {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords if kw.arg}
+            except ValueError:
+                raise ValueError(f"{path}: FRAMEWORK must be declared with literal keyword arguments") from None
+            return FrameworkInfo(**fields, module=module or f"{__package__}.{path.stem}")
+    raise ValueError(f"{path}: no FRAMEWORK = FrameworkInfo(...) declaration")
+
+
+def _discover() -> None:
+    for path in sorted(BACKENDS_DIR.glob(f"*{SUFFIX}")):
+        register_framework(declared_framework(path))
+
+
+_discover()
 
 
 def get_framework(name: str) -> FrameworkInfo:
     """Look a framework up; an unknown name lists the valid ones."""
-    try:
-        return FRAMEWORKS[name]
-    except KeyError:
-        raise KeyError(f"unknown framework {name!r}; valid frameworks: {', '.join(FRAMEWORKS)}") from None
+    return FRAMEWORKS.get_entry(name)
+
+
+def list_frameworks() -> list[str]:
+    return list(FRAMEWORKS)
 
 
 def check_mode(framework: str, mode: str) -> None:

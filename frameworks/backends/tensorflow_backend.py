@@ -28,10 +28,18 @@ import tensorflow as tf
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward, get_framework
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 
-MODES = get_framework("tensorflow").modes  # the registry is the one list
-DEVICES = get_framework("tensorflow").devices
+FRAMEWORK = FrameworkInfo(
+    name="tensorflow",
+    title="TensorFlow",
+    import_name="tensorflow",
+    modes=("eager", "graph", "xla"),
+    devices=("cpu", "cuda"),
+    mode_pairs=(("eager", "graph"), ("graph", "xla")),
+)
+MODES = FRAMEWORK.modes
+DEVICES = FRAMEWORK.devices
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (torch and onnxruntime get 1 too)
 
 # What the last ``set_threads`` asked for and what TensorFlow runs with (reported by ``build_facts``).
@@ -77,9 +85,11 @@ def onednn_facts() -> dict[str, str]:
     ``IsMklEnabled`` is the check TensorFlow's own kernel registration uses: it reads the variable
     once per process and, when unset, enables oneDNN only on CPUs with AVX-512/AMX-class features.
     """
+    enabled = bool(_util_port().IsMklEnabled())
     return {
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
-        "onednn_enabled": str(bool(_util_port().IsMklEnabled())),
+        "onednn_enabled": str(enabled),
+        IN_EFFECT: "oneDNN" if enabled else "Eigen",
     }
 
 
@@ -113,13 +123,13 @@ def set_threads(threads: int) -> int:
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
     if options.mode not in MODES:
         raise ValueError(f"unknown tensorflow mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    set_threads(options.threads)  # first: before any op or variable initialises the runtime
+    threads = set_threads(options.threads)  # first: before any op or variable initialises the runtime
     device = _device(options.device)
     with tf.device(device):
         model = to_keras(spec, weights)
     params, buffers = count_params(model)
     runner = make_runner(model, options.mode, (options.batch, *spec.input_shape))
-    return Built(_forward(runner, device), params=params, buffers=buffers)
+    return Built(_forward(runner, device), params=params, buffers=buffers, threads=threads)
 
 
 def _device(name: str) -> str:

@@ -22,10 +22,18 @@ from torch import nn
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import BuildOptions, Built, Forward, get_framework
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 
-MODES = get_framework("torch").modes  # the registry is the one list
-DEVICES = get_framework("torch").devices
+FRAMEWORK = FrameworkInfo(
+    name="torch",
+    title="PyTorch",
+    import_name="torch",
+    modes=("eager", "jit", "compile"),
+    devices=("cpu", "cuda"),
+    mode_pairs=(("eager", "jit"), ("eager", "compile")),
+)
+MODES = FRAMEWORK.modes
+DEVICES = FRAMEWORK.devices
 CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)
 
@@ -45,6 +53,10 @@ def build_facts() -> dict[str, str]:
     touch nothing on the CPU) and reports them as read back from torch, not as intended.
     """
     facts = {"torch": version(), **_config_facts(torch.__config__.show())}
+    blas = facts.get("blas", "")
+    if blas:
+        facts[IN_EFFECT] = "OpenBLAS" if blas == "open" else "MKL" if "mkl" in blas.lower() else blas
+    facts["intra_op_threads"] = str(torch.get_num_threads())
     facts["mkldnn_available"] = str(torch.backends.mkldnn.is_available())
     facts["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
     if torch.version.cuda:
@@ -101,7 +113,7 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     model = to_module(spec, weights).to(device)
     params, buffers = count_params(model)
     runner = make_runner(model, options.mode, (options.batch, *spec.input_shape), device)
-    return Built(_forward(runner, device), params=params, buffers=buffers)
+    return Built(_forward(runner, device), params=params, buffers=buffers, threads=torch.get_num_threads())
 
 
 def _device(name: str) -> torch.device:

@@ -1,4 +1,4 @@
-"""The Docker backend: one fresh, locked-down container per cell.
+"""The Docker launcher: one fresh, locked-down container per cell.
 
 Each container has no network, a pinned cpuset, a memory limit with no swap beyond it, a read-only
 root filesystem (with a tmpfs ``/tmp`` that torch.compile and XLA can write and execute from) and a
@@ -50,7 +50,7 @@ def container_options(cell: Cell, settings: Settings, image_id: str) -> dict[str
     return options
 
 
-class DockerBackend:
+class DockerLauncher:
     name = "docker"
 
     def __init__(self, client: DockerClient, base_image: str | None = None) -> None:
@@ -101,7 +101,7 @@ class DockerBackend:
             log(f"{image.name}: build failed: {message}")
             return f"error: image {image.name} did not build: {message}"
 
-    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+    def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result:
         import docker.errors
 
         try:
@@ -116,11 +116,12 @@ class DockerBackend:
     def _finish(self, container: Any, cell: Cell, settings: Settings) -> Result:
         import requests.exceptions
 
+        timeout = settings.cell_timeout(cell)
         try:
-            status = container.wait(timeout=settings.timeout)
+            status = container.wait(timeout=timeout)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             _kill(container)
-            return runner_result(cell, settings, "failed", f"timed out after {settings.timeout:g} s")
+            return runner_result(cell, settings, "failed", f"timed out after {timeout:g} s")
         returncode = int(status.get("StatusCode", -1))
         stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
         stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")

@@ -1,4 +1,4 @@
-"""The local backend: the catalog's CPU images as virtualenvs, for machines with no Docker engine.
+"""The local launcher: the catalog's CPU images as virtualenvs, for machines with no Docker engine.
 
 One virtualenv per catalog image (variants sharing an image share it; the variant's environment
 still applies per cell) under ``$DLBENCH_CACHE/venvs/<image>`` (default ``~/.cache/dlbench``),
@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from frameworks.predict import THREAD_ENV
+from frameworks.environment import THREAD_ENV
 from frameworks.result import Result
 
 from .catalog import REPO_ROOT, CatalogError, ImageSpec, Variant, load_catalog
@@ -35,7 +35,7 @@ from .matrix import Cell, Log, Prepared, Settings, interpret, parse_cpuset, runn
 GENERIC_DOCKERFILE = "docker/Dockerfile"
 MARKER = ".dlbench-venv.json"
 VENV_SCHEMA = 1
-CUDA_ONLY_DOCKER = "the local backend runs CPU variants only"
+CUDA_ONLY_DOCKER = "the local launcher runs CPU variants only"
 
 
 class VenvError(RuntimeError):
@@ -62,7 +62,7 @@ def venv_id(image: ImageSpec) -> str:
 
 
 def unsupported(variant: Variant) -> str | None:
-    """Why the local backend cannot run ``variant`` faithfully, or None when it can."""
+    """Why the local launcher cannot run ``variant`` faithfully, or None when it can."""
     if variant.device != "cpu":
         return CUDA_ONLY_DOCKER
     if variant.image.dockerfile != GENERIC_DOCKERFILE:
@@ -164,7 +164,7 @@ def cell_env(cell: Cell, settings: Settings, image_id: str) -> dict[str, str]:
     return env
 
 
-class LocalBackend:
+class LocalLauncher:
     name = "local"
 
     def __init__(self) -> None:
@@ -198,7 +198,7 @@ class LocalBackend:
                 prepared.ids[variant.name] = venv_id(image)
         return prepared
 
-    def run_cell(self, cell: Cell, settings: Settings, image_id: str) -> Result:
+    def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result:
         python = self.pythons.get(cell.variant.image.name) or ensure_venv(cell.variant.image, lambda _: None)
         command = [str(python), "-m", "frameworks.predict", *settings.predict_args(cell)]
         cpus = parse_cpuset(settings.cpus)
@@ -210,11 +210,12 @@ class LocalBackend:
             )  # fmt: skip
         except OSError as exc:
             return runner_result(cell, settings, "failed", f"predict did not start: {exc}")
+        timeout = settings.cell_timeout(cell)
         try:
-            stdout, stderr = proc.communicate(timeout=settings.timeout)
+            stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            return runner_result(cell, settings, "failed", f"timed out after {settings.timeout:g} s")
+            return runner_result(cell, settings, "failed", f"timed out after {timeout:g} s")
         except BaseException:  # Ctrl-C: never leave a benchmark running behind the runner
             _kill_group(proc)
             raise

@@ -1,0 +1,155 @@
+"""The settings every scenario shares, and the one conversion of a config to strings and flags.
+
+A scenario's config is a frozen dataclass that validates itself in ``__post_init__``. Its fields
+are its command-line options (``min_time`` is ``--min-time``, in predict and in the runner alike),
+its entries in a result's ``config`` and in run.json (as strings), and, for the names in
+``IDENTITY``, part of the cell's identity. The timing defaults live here and nowhere else.
+Standard library only: the runner builds configs without NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from ..models import ModelSpec
+
+C = TypeVar("C", bound="ScenarioConfig")
+
+DEFAULT_ITERATIONS = 20
+DEFAULT_WARMUP = 5
+# LeNet-5's 20 iterations take about a millisecond: too short for a median worth quoting, or for
+# the load meter (/proc/stat counts in 10 ms ticks).
+DEFAULT_MIN_TIME_S = 1.0
+# torch.compile and XLA compile VGG-16 for minutes on 2 cores: a measurement (a latency cell, or
+# one point of a sweep) gets this long before it is killed.
+DEFAULT_TIMEOUT_S = 900.0
+
+
+def option(help: str, *, runner: bool = True) -> dict[str, Any]:
+    """Field metadata: the option's help text; ``runner=False`` for what the runner sets itself."""
+    return {"help": help, "runner": runner}
+
+
+def flag(name: str) -> str:
+    """A field's command-line flag: ``min_time`` -> ``--min-time``."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """Base of every scenario's config: how long to warm up and how long to time."""
+
+    IDENTITY: ClassVar[tuple[str, ...]] = ()  # the fields that make two cells different cells
+
+    iterations: int = field(default=DEFAULT_ITERATIONS, metadata=option("at least this many timed iterations"))
+    warmup: int = field(default=DEFAULT_WARMUP, metadata=option("untimed iterations first"))
+    min_time: float = field(
+        default=DEFAULT_MIN_TIME_S, metadata=option("and at least this many seconds of timed iterations")
+    )
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"{flag('iterations')} must be at least 1")
+        if self.warmup < 0 or self.min_time < 0:
+            raise ValueError(f"{flag('warmup')} and {flag('min_time')} must not be negative")
+
+    def resolve(self: C, spec: ModelSpec, cpus: int) -> C:
+        """This config with the defaults that depend on the model or the CPUs filled in."""
+        return self
+
+    def cell_batch(self) -> int:
+        """The batch of the cell's own figures (a sweep's points carry their own)."""
+        return 1
+
+    def points(self) -> int:
+        """How many separate measurements the scenario makes: the runner's timeout scales with it."""
+        return 1
+
+    # --- the one conversion to and from strings ---------------------------------------------------
+
+    def to_strings(self) -> dict[str, str]:
+        """Every field as a string (tuples space separated): a result's ``config``, run.json's settings."""
+        return {f.name: _to_string(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def identity(self) -> tuple[tuple[str, str], ...]:
+        strings = self.to_strings()
+        return tuple((name, strings[name]) for name in self.IDENTITY)
+
+    def to_args(self, *, skip: tuple[str, ...] = ()) -> list[str]:
+        """The predict flags that give exactly this config."""
+        args: list[str] = []
+        for f in dataclasses.fields(self):
+            if f.name in skip:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                if value:  # an empty tuple is "the default", which predict resolves the same way
+                    args += [flag(f.name), *map(_to_string, value)]
+            else:
+                args += [flag(f.name), _to_string(value)]
+        return args
+
+    @classmethod
+    def from_strings(cls: type[C], data: Mapping[str, str]) -> C:
+        """The config from string values (unknown names ignored: they belong to other scenarios).
+
+        Bad values raise ``ValueError`` naming the flag.
+        """
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = parse_value(hints[f.name], data[f.name], flag(f.name))
+        return cls(**values)
+
+
+def fields_of(config_type: type[ScenarioConfig]) -> list[tuple[dataclasses.Field[Any], Any]]:
+    """A config's fields with their resolved type hints (for building command-line options)."""
+    hints = typing.get_type_hints(config_type)
+    return [(f, hints[f.name]) for f in dataclasses.fields(config_type)]
+
+
+def is_tuple(hint: Any) -> bool:
+    return typing.get_origin(hint) is tuple
+
+
+def element_type(hint: Any) -> Any:
+    """int for ``tuple[int, ...]``, the hint itself for a scalar."""
+    return typing.get_args(hint)[0] if is_tuple(hint) else hint
+
+
+def parse_value(hint: Any, text: str, where: str) -> Any:
+    """A string (space separated for tuples) as the field's type; ``ValueError`` naming ``where``."""
+    scalar = element_type(hint)
+    if typing.get_origin(scalar) in (typing.Union, types.UnionType):
+        raise TypeError(f"{where}: optional fields are not supported in a scenario config")
+    try:
+        if is_tuple(hint):
+            return tuple(scalar(part) for part in text.split())
+        return scalar(text)
+    except ValueError:
+        raise ValueError(
+            f"{where}: expected {scalar.__name__}{' values' if is_tuple(hint) else ''}, got {text!r}"
+        ) from None
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(_to_string(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def positive_unique(values: tuple[int, ...], name: str) -> None:
+    """Sweep values: positive and each once (a repeated batch would be measured twice)."""
+    if any(v < 1 for v in values):
+        raise ValueError(f"{flag(name)} must be positive integers, got {' '.join(map(str, values))}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{flag(name)} lists a value twice: {' '.join(map(str, values))}")
