@@ -1,26 +1,28 @@
-# NumPy on Intel MKL. No MKL build of NumPy is on PyPI, so: Debian's python3-numpy (bookworm,
-# Python 3.11), which links libblas.so.3/liblapack.so.3 through Debian's BLAS alternatives, with
-# both alternatives pointed at libmkl_rt from the `mkl` wheel (PyPI). The virtualenv sees Debian's
-# numpy (--system-site-packages) and runs Debian's /usr/bin/python3 on either base image.
+# NumPy on Intel MKL. No MKL build of NumPy is on PyPI, so: Debian's python3-numpy (bookworm's on
+# Python 3.11, bullseye's on 3.9), which links libblas.so.3/liblapack.so.3 through Debian's BLAS
+# alternatives, with both alternatives pointed at libmkl_rt from the `mkl` wheel (PyPI). The virtualenv
+# sees Debian's numpy (--system-site-packages) and runs Debian's /usr/bin/python3 on either base image;
+# the build stage has the Debian packages too, so a framework pip installs on top (Chainer) takes
+# Debian's numpy instead of pulling PyPI's (OpenBLAS) one.
 # The build fails unless numpy, once it has multiplied two matrices, has MKL mapped.
 # The build stage drops what numpy cannot use (~350 MB): GPU offload (libomptarget, Unified Runtime),
 # ILP64 interfaces, ScaLAPACK/BLACS/CDFT, static and debug files.
 #
-# Build args and docker/build-extras/ as in docker/Dockerfile; REQUIREMENTS is the mkl pin,
-# APT_PACKAGES python3-numpy and libgomp1 (MKL_THREADING_LAYER=GNU uses GNU OpenMP).
+# Build args and docker/build-extras/ as in docker/Dockerfile (BUILD_CHECK too); REQUIREMENTS is the
+# mkl pin (and a framework's), APT_PACKAGES python3-numpy and libgomp1 (MKL_THREADING_LAYER=GNU uses
+# GNU OpenMP).
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
 ARG REQUIREMENTS
+ARG APT_PACKAGES="python3-numpy libgomp1"
 ARG INDEX_URL=""
 ARG EXTRA_INDEX_URL=""
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY docker/build-extras/ /tmp/build-extras/
 RUN set -eu; set -f; \
     test -n "$REQUIREMENTS" || { echo "build arg REQUIREMENTS is empty" >&2; exit 1; }; \
-    if ! dpkg -s python3-venv >/dev/null 2>&1; then \
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv; \
-    fi; \
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv $APT_PACKAGES; \
     extras=/tmp/build-extras; \
     if [ -s "$extras/ca-bundle.crt" ]; then export PIP_CERT="$extras/ca-bundle.crt"; fi; \
     if [ -d "$extras/wheels" ]; then export PIP_FIND_LINKS="$extras/wheels"; fi; \
@@ -76,6 +78,8 @@ RUN python -c "import numpy as np; a = np.ones((256, 256)); assert float((a @ a)
 maps = open('/proc/self/maps').read(); \
 assert 'libmkl_rt' in maps and 'libmkl_core' in maps, 'numpy did not load MKL'; \
 print('numpy', np.__version__, 'runs on MKL')"
+ARG BUILD_CHECK=""
+RUN if [ -n "$BUILD_CHECK" ]; then cd /app && python -m frameworks.selfcheck $BUILD_CHECK; fi
 LABEL dlbench.image=${IMAGE_NAME} dlbench.framework=${FRAMEWORK} dlbench.device=${DEVICE}
 WORKDIR /app
 USER 10001:10001

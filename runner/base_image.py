@@ -1,11 +1,13 @@
-"""A registry-free base image: Debian bookworm from Debian packages, ``docker import``-ed.
+"""Registry-free base images: a Debian release from Debian packages, ``docker import``-ed.
 
 Machines that reach no container registry (only PyPI and a Debian mirror) cannot pull
 ``python:3.11-slim``. ``debootstrap --variant=minbase`` builds an equivalent root filesystem from the
 Debian mirror the host already uses; it is tarred reproducibly (sorted names, one mtime, numeric
 owners, no device nodes, logs or caches), so the same packages give the same tarball bytes, and
-imported as ``dlbench/base:bookworm``. Its Python is Debian's ``/usr/bin/python3`` (3.11); the
-Dockerfiles only rely on ``python3 -m venv``, which both bases have.
+imported as ``dlbench/base:<release>``. One per release in ``RELEASES``: bookworm (the default,
+Debian's ``/usr/bin/python3`` 3.11) and bullseye (3.9: the last release with ``python3-caffe``, and a
+Python old enough for the frameworks that stopped at 3.9). The Dockerfiles only rely on ``python3 -m
+venv``, which every base has.
 """
 
 from __future__ import annotations
@@ -25,8 +27,24 @@ from typing import IO
 
 from .engine import DockerClient
 
-BASE_TAG = "dlbench/base:bookworm"
-SUITE = "bookworm"
+
+class BaseImageError(RuntimeError):
+    """The base image could not be built: one line saying which step failed and why."""
+
+
+# Debian release -> its own python3 (what the Debian-built base has, and all it has).
+RELEASES: dict[str, str] = {"bookworm": "3.11", "bullseye": "3.9"}
+DEFAULT_RELEASE = "bookworm"
+SUITE = DEFAULT_RELEASE
+
+
+def base_tag(release: str = DEFAULT_RELEASE) -> str:
+    """The Debian-built base image of ``release``: ``dlbench/base:<release>``."""
+    if release not in RELEASES:
+        raise BaseImageError(f"unknown Debian release {release!r}; valid releases: {', '.join(RELEASES)}")
+    return f"dlbench/base:{release}"
+
+
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -60,14 +78,22 @@ VOLATILE = (
 )
 
 Log = Callable[[str], None]
-
-
-class BaseImageError(RuntimeError):
-    """The base image could not be built: one line saying which step failed and why."""
+BASE_TAG = base_tag(DEFAULT_RELEASE)
 
 
 def debian_mirror(sources_dir: Path = SOURCES_DIR, sources_list: Path = SOURCES_LIST, suite: str = SUITE) -> str:
-    """The Debian mirror the host's apt uses for ``suite``: the one a firewalled machine can reach."""
+    """The Debian mirror the host's apt uses for ``suite``: the one a firewalled machine can reach.
+
+    A host on bookworm names no bullseye source: then the mirror it uses for its own release, which
+    serves the other releases too (Debian's archive layout is one tree for all of them).
+    """
+    found = _host_mirror(sources_dir, sources_list, suite)
+    if found is None and suite != DEFAULT_RELEASE:
+        found = _host_mirror(sources_dir, sources_list, DEFAULT_RELEASE)
+    return found or DEFAULT_MIRROR
+
+
+def _host_mirror(sources_dir: Path, sources_list: Path, suite: str) -> str | None:
     for path in sorted(sources_dir.glob("*.sources")):
         uri = _deb822_mirror(path.read_text(encoding="utf-8", errors="replace"), suite)
         if uri:
@@ -78,7 +104,7 @@ def debian_mirror(sources_dir: Path = SOURCES_DIR, sources_list: Path = SOURCES_
             uri = _one_line_mirror(path.read_text(encoding="utf-8", errors="replace"), suite)
             if uri:
                 return uri
-    return DEFAULT_MIRROR
+    return None
 
 
 def _deb822_mirror(text: str, suite: str) -> str | None:
@@ -176,14 +202,16 @@ def _matches(relative: str, pattern: str) -> bool:
     return re.fullmatch(regex, relative) is not None
 
 
-def compile_python(rootfs: Path, log: Log = print) -> None:
+def compile_python(rootfs: Path, log: Log = print, *, release: str = DEFAULT_RELEASE) -> None:
     """Byte-compile Debian's Python again, reproducibly, after ``clean_rootfs`` removed the pyc files.
 
     Hash-based pycs (``checked-hash``) stay valid although the tarball resets every mtime, so the
-    stdlib is not recompiled at each container start on a read-only root filesystem; Python 3.11's
-    marshal writes the same bytes for the same source (frozensets sorted, hash seed fixed anyway).
+    stdlib is not recompiled at each container start on a read-only root filesystem; marshal writes
+    the same bytes for the same source with the hash seed fixed (3.11 and 3.9 alike: two bullseye
+    bootstraps give the same tarball too).
     """
-    dirs = [d for d in ("usr/lib/python3.11", "usr/lib/python3/dist-packages") if (rootfs / d).is_dir()]
+    stdlib = f"usr/lib/python{RELEASES[release]}"
+    dirs = [d for d in (stdlib, "usr/lib/python3/dist-packages") if (rootfs / d).is_dir()]
     if not dirs:
         return
     command = ["chroot", str(rootfs), "/usr/bin/python3", "-m", "compileall", "-q", "--invalidation-mode"]
@@ -270,28 +298,30 @@ def base_image_exists(client: DockerClient, tag: str = BASE_TAG) -> bool:
 def build_base_image(
     client: DockerClient,
     *,
-    tag: str = BASE_TAG,
+    release: str = DEFAULT_RELEASE,
+    tag: str | None = None,
     mirror: str | None = None,
-    suite: str = SUITE,
     packages: tuple[str, ...] = PACKAGES,
     force: bool = False,
     workdir: Path | None = None,
     log: Log = print,
 ) -> str:
-    """Build (or, unless ``force``, reuse) the base image from Debian packages; returns its tag.
+    """Build (or, unless ``force``, reuse) the base image of a Debian release; returns its tag
+    (``dlbench/base:<release>`` unless ``tag`` says otherwise).
 
     Needs root, debootstrap and the Debian mirror; takes a few minutes. The root filesystem and the
     tarball live in a temporary directory that is removed afterwards.
     """
+    tag = tag or base_tag(release)
     if not force and base_image_exists(client, tag):
         log(f"base image: {tag} exists (force=True rebuilds it)")
         return tag
-    mirror = mirror or debian_mirror(suite=suite)
+    mirror = mirror or debian_mirror(suite=release)
     with tempfile.TemporaryDirectory(prefix="dlbench-base-", dir=workdir) as tmp:
         rootfs, tarball = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
-        debootstrap(rootfs, mirror, suite=suite, packages=packages, log=log)
+        debootstrap(rootfs, mirror, suite=release, packages=packages, log=log)
         clean_rootfs(rootfs)
-        compile_python(rootfs, log)
+        compile_python(rootfs, log, release=release)
         with tarball.open("wb") as out:
             tar_rootfs(rootfs, out)
         log(f"base image: rootfs tarball {tarball.stat().st_size / 1e6:.0f} MB, sha256 {tar_sha256(tarball)[:16]}")
@@ -301,7 +331,8 @@ def build_base_image(
 
 
 def pick_base_image(client: DockerClient, preferred: str, fallback: str = BASE_TAG) -> str:
-    """``preferred`` (the catalog's ``python:3.11-slim``) when the engine has it, else the Debian-built one.
+    """``preferred`` (the catalog's ``python:3.11-slim``) when the engine has it, else the Debian-built
+    one (``fallback``: the image's release's, ``base_tag(image.release)``).
 
     Without either the preferred name is returned, and the build pulls it where a registry answers.
     """

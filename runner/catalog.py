@@ -17,6 +17,8 @@ import tomllib
 
 from frameworks.backends.registry import DEVICES, FRAMEWORKS
 
+from .base_image import DEFAULT_RELEASE, RELEASES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG_PATH = REPO_ROOT / "docker" / "catalog.toml"
 CATALOG_SCHEMA = 1
@@ -37,6 +39,8 @@ class ImageSpec:
     apt: tuple[str, ...] = ()
     base_image: str = "python:3.11-slim"
     build_args: dict[str, str] = field(default_factory=dict)
+    release: str = DEFAULT_RELEASE  # the Debian release the image is built on (its Debian-built base)
+    python: str = RELEASES[DEFAULT_RELEASE]  # that release's python3: the interpreter pip installs for
 
     @property
     def tag(self) -> str:
@@ -67,6 +71,9 @@ class Variant:
     image: ImageSpec
     modes: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    # The exact error of the attempt to make this variant, when it cannot be made here (a package with
+    # no build for the image's Python): the variant stays in the matrix, its cells skipped with it.
+    unavailable: str | None = None
 
     @property
     def framework(self) -> str:
@@ -75,6 +82,11 @@ class Variant:
     @property
     def device(self) -> str:
         return self.image.device
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why every cell of this variant is skipped, as the skipped results and the report say it."""
+        return f"unavailable: {self.unavailable}" if self.unavailable else None
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,7 @@ def _require(table: dict[str, Any], key: str, where: str) -> Any:
 def _image(name: str, t: dict[str, Any], defaults: dict[str, Any], where: str) -> ImageSpec:
     at = f"{where}: images.{name}"
     allowed = {"dockerfile", "framework", "device", "requirements", "apt", "base_image", "build_args"}
+    allowed |= {"release", "python"}
     extra = sorted(set(t) - allowed)
     if extra:
         raise CatalogError(f"{at}: unknown key(s) {', '.join(extra)}")
@@ -174,6 +187,7 @@ def _image(name: str, t: dict[str, Any], defaults: dict[str, Any], where: str) -
     dockerfile = _require(t, "dockerfile", at)
     if not (REPO_ROOT / dockerfile).is_file():
         raise CatalogError(f"{at}: dockerfile {dockerfile!r} not found")
+    release, python = _release(t, defaults, at)
     return ImageSpec(
         name=name,
         dockerfile=dockerfile,
@@ -183,12 +197,29 @@ def _image(name: str, t: dict[str, Any], defaults: dict[str, Any], where: str) -
         apt=_strings(t.get("apt", []), f"{at}.apt"),
         base_image=str(t.get("base_image", defaults.get("base_image", "python:3.11-slim"))),
         build_args=_string_map(t.get("build_args", {}), f"{at}.build_args"),
+        release=release,
+        python=python,
     )
+
+
+def _release(t: dict[str, Any], defaults: dict[str, Any], at: str) -> tuple[str, str]:
+    """The image's Debian release and Python: the entry's, else the defaults', else bookworm's.
+
+    The Python must be the release's own ``python3``: the Debian-built base has that one only, and
+    an image has to build on either base.
+    """
+    release = t.get("release", defaults.get("release", DEFAULT_RELEASE))
+    if release not in RELEASES:
+        raise CatalogError(f"{at}: unknown release {release!r}; valid releases: {', '.join(RELEASES)}")
+    python = t.get("python", defaults.get("python", RELEASES[release]))
+    if python != RELEASES[release]:
+        raise CatalogError(f"{at}: python {python!r} is not {release}'s python3 ({RELEASES[release]})")
+    return release, python
 
 
 def _variant(name: str, t: dict[str, Any], images: dict[str, ImageSpec], where: str) -> Variant:
     at = f"{where}: variants.{name}"
-    extra = sorted(set(t) - {"image", "modes", "env"})
+    extra = sorted(set(t) - {"image", "modes", "env", "unavailable"})
     if extra:
         raise CatalogError(f"{at}: unknown key(s) {', '.join(extra)}")
     image_name = _require(t, "image", at)
@@ -204,4 +235,7 @@ def _variant(name: str, t: dict[str, Any], images: dict[str, ImageSpec], where: 
     for mode in modes:
         if mode not in valid:
             raise CatalogError(f"{at}: unknown mode {mode!r} for {image.framework}; valid modes: {', '.join(valid)}")
-    return Variant(name, image, modes, _string_map(t.get("env", {}), f"{at}.env"))
+    unavailable = t.get("unavailable")
+    if unavailable is not None and not (isinstance(unavailable, str) and unavailable.strip()):
+        raise CatalogError(f"{at}.unavailable must be the attempt's error, a non-empty string")
+    return Variant(name, image, modes, _string_map(t.get("env", {}), f"{at}.env"), unavailable)

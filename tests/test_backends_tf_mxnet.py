@@ -181,7 +181,10 @@ def test_tf_model_is_native_nhwc_layers(tfb):
     first = model.layers[0]
     assert isinstance(first, keras.layers.Permute) and tuple(first.dims) == (2, 3, 1)
     dw1, conv0 = layers["dw1"], layers["conv0"]
-    assert type(dw1) is keras.layers.DepthwiseConv2D and not dw1.use_bias and dw1.padding == "valid"
+    # stride 1, 3x3, pad 1: exactly Keras's "same", fused into the convolution; strided: explicit padding kept
+    assert type(dw1) is keras.layers.DepthwiseConv2D and not dw1.use_bias and dw1.padding == "same"
+    assert "dw1_pad" not in layers and tuple(dw1.strides) == (1, 1)
+    assert layers["dw2"].padding == "valid" and isinstance(layers["dw2_pad"], keras.layers.ZeroPadding2D)
     assert type(conv0) is keras.layers.Conv2D and conv0.padding == "valid" and tuple(conv0.strides) == (2, 2)
     assert isinstance(layers["conv0_pad"], keras.layers.ZeroPadding2D) and "pw1_pad" not in layers  # 1x1: no pad
     names = [layer.name for layer in model.layers]

@@ -286,6 +286,41 @@ def test_ort_rejects_an_unknown_mode(ob):
         ob.build(spec, canonical_weights(spec), BuildOptions("eager"))
 
 
+@pytest.mark.parametrize(
+    ("mode", "level"), [("session", "ORT_ENABLE_ALL"), ("basic", "ORT_ENABLE_BASIC"), ("disabled", "ORT_DISABLE_ALL")]
+)
+def test_ort_modes_are_graph_optimisation_levels(ob, mode, level):
+    """Each mode's session is made with its level, reads it back, and the build facts say so."""
+    spec = get_model("mobilenet_v1")
+    session = ob.make_session(ob.to_onnx(spec, canonical_weights(spec)).SerializeToString(), BuildOptions(mode))
+    assert session.get_session_options().graph_optimization_level.name == level
+    assert session.get_providers()[0] == "CPUExecutionProvider"
+    facts = ob.build_facts()
+    assert facts["graph_optimization"] == level and facts["session_providers"].startswith("CPUExecutionProvider")
+    assert "in_effect" not in facts, "ONNX Runtime states no math library for its own CPU kernels"
+
+
+def test_ort_the_graph_is_the_shared_onnx_lowering(ob):
+    """ONNX Runtime, OpenVINO and TVM build from one graph: the backend's is onnx_graph's."""
+    from frameworks.backends import onnx_graph
+
+    spec = get_model("lenet5")
+    weights = canonical_weights(spec)
+    assert ob.to_onnx is onnx_graph.to_onnx and ob.OPSET == onnx_graph.OPSET
+    assert ob.to_onnx(spec, weights).SerializeToString() == onnx_graph.checked_bytes(spec, weights)[0]
+    assert onnx_graph.checked_bytes(spec, weights)[1:] == (spec.params, spec.buffers)
+
+
+def test_ort_openvino_mode_without_the_provider_is_a_clear_error(ob):
+    import onnxruntime as ort
+
+    if "OpenVINOExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the OpenVINO provider")
+    spec = get_model("lenet5")
+    with pytest.raises(RuntimeError, match="the openvino mode needs the OpenVINO execution provider"):
+        ob.build(spec, canonical_weights(spec), BuildOptions("openvino"))
+
+
 def test_ort_cuda_without_the_provider_is_a_clear_error(ob):
     import onnxruntime as ort
 

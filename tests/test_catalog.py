@@ -72,7 +72,15 @@ def _broken(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("images.torch.framework", "caffe", "images.torch: unknown framework 'caffe'; valid frameworks: mxnet, numpy"),
+        (
+            "images.torch.framework",
+            "theano",
+            "images.torch: unknown framework 'theano'; valid frameworks: caffe2, caffe",
+        ),
+        ("images.caffe-atlas.release", "buster", "unknown release 'buster'; valid releases: bookworm, bullseye"),
+        ("images.caffe-atlas.python", "3.11", "python '3.11' is not bullseye's python3 (3.9)"),
+        ("defaults.release", "sid", "images.numpy-openblas: unknown release 'sid'"),
+        ("variants.cpu-chainer-ideep.unavailable", " ", "cpu-chainer-ideep.unavailable must be the attempt's error"),
         ("images.torch.device", "tpu", "images.torch: unknown device 'tpu'"),
         ("images.torch.requirements", ["torch>=2"], "requirement 'torch>=2' is not pinned"),
         ("images.torch.requirements", "torch==2.13.0", "images.torch.requirements must be a list of strings"),
@@ -112,7 +120,10 @@ def test_malformed_toml_and_missing_file(tmp_path: Path) -> None:
 
 def test_defaults_base_image_applies(raw: dict[str, Any]) -> None:
     data = _broken(raw, "defaults.base_image", "dlbench/base:bookworm")
-    assert {i.base_image for i in parse_catalog(data).images.values()} == {"dlbench/base:bookworm"}
+    own = {name for name, t in raw["images"].items() if "base_image" in t}  # the bullseye images name theirs
+    images = parse_catalog(data).images.values()
+    assert {i.base_image for i in images if i.name not in own} == {"dlbench/base:bookworm"}
+    assert {i.release for i in images if i.name in own} == {"bullseye"}
 
 
 # --- spec hashes: what makes the runner rebuild ---------------------------------------------------

@@ -202,7 +202,9 @@ def test_build_args_and_labels() -> None:
 def test_catalog_dockerfiles_check(name: str) -> None:
     image = CATALOG.images[name]
     parsed = check_dockerfile(image, build_args(image, None, PipSettings("/ca", "https://i", ("https://e",))))
-    assert parsed.global_args["BASE_IMAGE"] == "python:3.11-slim"
+    # Each Dockerfile's own default base; caffe.Dockerfile is for bullseye only (python3-caffe is there alone).
+    own_default = {"docker/caffe.Dockerfile": "dlbench/base:bullseye"}.get(image.dockerfile, "python:3.11-slim")
+    assert parsed.global_args["BASE_IMAGE"] == own_default
     assert [s.base for s in parsed.stages] == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
     assert render_base(parsed.stages[-1], {"BASE_IMAGE": "dlbench/base:bookworm"}, parsed.global_args) == (
         "dlbench/base:bookworm"

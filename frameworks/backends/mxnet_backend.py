@@ -10,6 +10,11 @@ loads (``OMP_NUM_THREADS``; unset, MXNet takes half the CPUs on x86), so ``build
 variable from ``options.threads`` before the first import. If MXNet was already loaded with another
 count, that count stays in effect: ``build`` warns and ``build_facts`` reports the effective one.
 
+Training (``train``): the hybridized network under ``autograd.record``, Gluon's
+``SoftmaxCrossEntropyLoss`` and a ``gluon.Trainer`` with SGD and momentum (``step(batch)`` scales the
+summed gradient to the batch mean). MXNet's engine is asynchronous: a step returns before it has
+run, so the harness's ``sync`` (``waitall``) ends each timed epoch.
+
 This module must import under MXNet's own environment (NumPy 1.23, no TensorFlow).
 """
 
@@ -26,7 +31,7 @@ import numpy as np
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
     name="mxnet",
@@ -35,6 +40,7 @@ FRAMEWORK = FrameworkInfo(
     modes=("imperative", "hybrid"),
     devices=("cpu", "cuda"),
     mode_pairs=(("imperative", "hybrid"),),
+    train_modes=("hybrid",),
 )
 MODES = FRAMEWORK.modes
 DEVICES = FRAMEWORK.devices
@@ -218,3 +224,59 @@ def _forward(mx: Any, net: Callable[[Any], Any], ctx: Any) -> Forward:
             return y.asnumpy()  # type: ignore[no-any-return]  # asnumpy waits for the engine: the fetch is timed
 
     return forward
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+_CANONICAL = {v: k for k, v in _PARAM.items()}
+
+
+class MXNetTrainer:
+    """The spec's logits network, hybridized, trained by autograd and a ``gluon.Trainer`` (SGD, momentum)."""
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> None:
+        if options.mode not in FRAMEWORK.train_modes:
+            raise ValueError(f"mxnet trains in mode {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+        self.mx = mx = mxnet_module(options.threads)
+        _check_threads(thread_count(options.threads))
+        self.ctx = _context(mx, options.device)
+        self.net = make_net(spec, weights, "hybrid", self.ctx)
+        self.params, _ = count_params(self.net)
+        self.threads: int | None = int(_loaded["omp_threads"]) or None
+        self.batch = options.batch
+        self.loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+        self.trainer = mx.gluon.Trainer(
+            self.net.collect_params(), "sgd", {"learning_rate": options.learning_rate, "momentum": options.momentum}
+        )
+
+    def step(self, x: np.ndarray, y: np.ndarray, record: bool) -> float | None:
+        mx = self.mx
+        data = mx.nd.array(x, ctx=self.ctx, dtype=np.float32)
+        labels = mx.nd.array(y, ctx=self.ctx, dtype=np.float32)  # Gluon's loss takes class indices as floats
+        with mx.autograd.record():
+            loss = self.loss(self.net(data), labels)
+        loss.backward()
+        self.trainer.step(self.batch)  # gradients of the summed loss, scaled by 1 / batch: the mean's
+        return float(loss.mean().asscalar()) if record else None  # asscalar waits for the step
+
+    def sync(self) -> None:
+        self.mx.nd.waitall()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        mx = self.mx
+        with mx.autograd.predict_mode():
+            return self.net(mx.nd.array(x, ctx=self.ctx, dtype=np.float32)).asnumpy()  # type: ignore[no-any-return]
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Gluon parameters (``conv1_weight``) under canonical keys (``conv1.weight``)."""
+        found = {}
+        for name, param in self.net.collect_params().items():
+            layer, _, kind = name.rpartition("_")
+            if name.endswith(("running_mean", "running_var")):
+                layer, kind = name.rsplit("_", 2)[0], "_".join(name.rsplit("_", 2)[1:])
+            found[f"{layer}.{_CANONICAL[kind]}"] = param.data().asnumpy().astype(np.float32)
+        return found
+
+
+def train(spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> MXNetTrainer:
+    return MXNetTrainer(spec, weights, options)

@@ -36,6 +36,15 @@ SUFFIX = "_backend.py"
 # The build-fact key every backend fills with the math library in effect ("oneDNN", "MKL", ...),
 # as the framework itself states it: the reports compare builds by it.
 IN_EFFECT = "in_effect"
+# The build-fact key of a build that runs a fixed number of threads whatever it is asked ("1": Debian's
+# serial ATLAS, NNabla's single-threaded CPU kernels): its threads_in_use says so, and thread sweeps read it.
+THREADS_FIXED = "threads_fixed"
+# The build-fact key a backend fills with the floating-point precision its compiled model computes in,
+# read back from the framework ("f32", "bf16"), where the framework may choose one below float32 (the
+# OpenVINO CPU plugin picks bf16 by default on CPUs that have it). Below float32, an output outside the
+# float32 tolerance is that precision's doing: the cell is unverified, and this fact says why.
+PRECISION = "inference_precision"
+FLOAT32 = "f32"
 
 
 @dataclass(frozen=True)
@@ -56,13 +65,58 @@ class Built:
     threads: int | None = None  # intra-op threads the framework says it uses, read back after the build
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How the train scenario trains: the same for every framework (SGD with momentum, mean softmax
+    cross-entropy over the batch, no weight decay, no augmentation)."""
+
+    mode: str
+    device: str = "cpu"
+    threads: int = 1
+    batch: int = 64
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    eval_batch: int = 500  # the fixed batch size of ``Trainer.predict``
+
+
+class Trainer(Protocol):
+    """A network being trained by one framework's own machinery, from the canonical weights.
+
+    The network is the spec without its final softmax: ``step`` computes the logits, the mean
+    softmax cross-entropy, its gradient by the framework's autodiff (NumPy: by hand) and one SGD
+    update with momentum by the framework's optimizer; ``predict`` returns logits.
+    """
+
+    params: int  # trainable parameters, counted through the framework's own API
+    threads: int | None  # intra-op threads the framework says it uses
+
+    def step(self, x: np.ndarray, y: np.ndarray, record: bool) -> float | None:
+        """One update on a batch (``options.batch`` images, int64 labels); the batch's loss before the
+        update when ``record`` (reading it waits for the step), else None (nothing waits)."""
+        ...
+
+    def sync(self) -> None:
+        """Wait until every step asked for has run (asynchronous engines: MXNet's, a GPU's)."""
+        ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits for ``options.eval_batch`` images, in inference mode."""
+        ...
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The current weights in the canonical layout and keys (float32 copies)."""
+        ...
+
+
 class Backend(Protocol):
-    """What a ``<framework>_backend`` module provides (checked structurally)."""
+    """What a ``<framework>_backend`` module provides (checked structurally); frameworks whose
+    ``FrameworkInfo.train_modes`` is not empty also provide ``train``."""
 
     def version(self) -> str: ...
     def build_facts(self) -> dict[str, str]: ...
     def cuda_available(self) -> bool: ...
     def build(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built: ...
+    def train(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> Trainer: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +130,8 @@ class FrameworkInfo:
     devices: tuple[str, ...] = ("cpu",)
     # (baseline, candidate) mode comparisons the reports draw; empty: every mode against the first
     mode_pairs: tuple[tuple[str, str], ...] = ()
+    # the modes the train scenario trains in, with the framework's own training machinery; empty: none
+    train_modes: tuple[str, ...] = ()
     module: str = ""  # the backend module, set by discovery
 
     def __post_init__(self) -> None:
@@ -87,6 +143,9 @@ class FrameworkInfo:
         stray = [m for pair in self.mode_pairs for m in pair if m not in self.modes]
         if stray:
             raise ValueError(f"framework {self.name}: mode_pairs name modes it does not have: {stray}")
+        untrained = [m for m in self.train_modes if m not in self.modes]
+        if untrained:
+            raise ValueError(f"framework {self.name}: train_modes name modes it does not have: {untrained}")
 
     def comparisons(self) -> tuple[tuple[str, str], ...]:
         """The mode pairs to compare: the declared ones, else each mode against the first."""

@@ -13,6 +13,11 @@ its first layer is a ``Permute`` to NHWC. The transpose is thus part of the mode
 equally for all modes. Keras flattens NHWC in H, W, C order: instead of transposing back before
 ``Flatten`` (an extra op per inference), the rows of the first dense layer after a flatten are
 permuted once at build, so the network computes the canonical C, H, W-order product exactly.
+
+Training (``train``): a ``tf.GradientTape`` step (logits, mean sparse softmax cross-entropy, tape
+gradients, ``keras.optimizers.SGD`` with momentum) under ``tf.function`` for ``graph``, with
+``jit_compile=True`` for ``xla``; traced and compiled on the first step, which the first epoch's
+time includes. ``read_weights`` converts the trained Keras weights back to the canonical layout.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import tensorflow as tf
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
     name="tensorflow",
@@ -37,6 +42,7 @@ FRAMEWORK = FrameworkInfo(
     modes=("eager", "graph", "xla"),
     devices=("cpu", "cuda"),
     mode_pairs=(("eager", "graph"), ("graph", "xla")),
+    train_modes=("graph", "xla"),
 )
 MODES = FRAMEWORK.modes
 DEVICES = FRAMEWORK.devices
@@ -158,18 +164,19 @@ def to_keras(spec: ModelSpec, weights: dict[str, np.ndarray]) -> keras.Sequentia
 
 
 def _layers(layer: Layer, shape_in: tuple[int, ...]) -> list[keras.layers.Layer]:
-    """The native layers for one spec layer (a padded conv is two: explicit zero padding, then 'valid')."""
+    """The native layers for one spec layer (a strided padded conv is two: explicit zero padding, then 'valid')."""
     if isinstance(layer, Conv):
         found: list[keras.layers.Layer] = []
-        if layer.pad:
+        padding = "same" if same_padding(layer) else "valid"
+        if layer.pad and padding == "valid":
             found.append(keras.layers.ZeroPadding2D(layer.pad, name=f"{layer.name}_pad"))
         if layer.depthwise:
             conv = keras.layers.DepthwiseConv2D(
-                layer.kernel, layer.stride, padding="valid", use_bias=layer.bias, name=layer.name
+                layer.kernel, layer.stride, padding=padding, use_bias=layer.bias, name=layer.name
             )
         else:
             conv = keras.layers.Conv2D(
-                layer.out, layer.kernel, layer.stride, padding="valid", use_bias=layer.bias, name=layer.name
+                layer.out, layer.kernel, layer.stride, padding=padding, use_bias=layer.bias, name=layer.name
             )
         return [*found, conv]
     if isinstance(layer, BatchNorm):
@@ -187,6 +194,14 @@ def _layers(layer: Layer, shape_in: tuple[int, ...]) -> list[keras.layers.Layer]
     if isinstance(layer, Softmax):
         return [keras.layers.Softmax(axis=-1, name=layer.name)]
     raise TypeError(f"tensorflow backend cannot lower {layer!r}")
+
+
+def same_padding(conv: Conv) -> bool:
+    """Whether the spec's explicit symmetric padding is exactly Keras's ``same``: stride 1 and an odd
+    kernel padded by half of it on every side. Then the convolution pads inside its own kernel instead
+    of a separate padding op copying every activation first; a strided ``same`` pads asymmetrically,
+    so strided layers keep the explicit padding."""
+    return conv.stride == 1 and conv.kernel % 2 == 1 and conv.pad == conv.kernel // 2 > 0
 
 
 def load_weights(model: keras.Sequential, spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
@@ -250,3 +265,98 @@ def _forward(runner: Callable[[Any], Any], device: str) -> Forward:
             return y.numpy()  # type: ignore[no-any-return]  # .numpy() copies to the host and waits: the fetch is timed
 
     return forward
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+
+def conv_weight(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
+    """The inverse of ``conv_kernel``: Keras's HWIO (or depthwise (kh, kw, C, 1)) back to OIHW."""
+    return np.ascontiguousarray(kernel.transpose(2, 3, 0, 1) if depthwise else kernel.transpose(3, 2, 0, 1))
+
+
+def dense_weight(kernel: np.ndarray, flattened: tuple[int, ...] | None) -> np.ndarray:
+    """The inverse of ``dense_kernel``: Keras's (in, out) back to (out, in), rows after a flatten back to C, H, W."""
+    weight = kernel.T
+    if flattened is not None:
+        c, h, w = flattened
+        weight = weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)
+    return np.ascontiguousarray(weight)
+
+
+def read_weights(model: keras.Sequential, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """The model's weights in the canonical layout and keys (what ``load_weights`` set, read back)."""
+    found: dict[str, np.ndarray] = {}
+    flattened: tuple[int, ...] | None = None
+    for layer, shape_in, _ in spec.walk():
+        if isinstance(layer, Flatten) and len(shape_in) == 3:
+            flattened = shape_in
+        if not isinstance(layer, (Conv, BatchNorm, Dense)):
+            continue
+        tensors = [np.asarray(t, dtype=np.float32) for t in model.get_layer(layer.name).get_weights()]
+        if isinstance(layer, Dense):
+            found[f"{layer.name}.weight"] = dense_weight(tensors[0], flattened)
+            found[f"{layer.name}.bias"] = tensors[1]
+            flattened = None
+        elif isinstance(layer, BatchNorm):
+            for kind, tensor in zip(("gamma", "beta", "mean", "var"), tensors, strict=True):
+                found[f"{layer.name}.{kind}"] = tensor
+        else:
+            found[f"{layer.name}.weight"] = conv_weight(tensors[0], layer.depthwise)
+            if layer.bias:
+                found[f"{layer.name}.bias"] = tensors[1]
+    return found
+
+
+class TensorFlowTrainer:
+    """The spec's logits network trained by ``tf.GradientTape`` and Keras's SGD, as a ``tf.function``."""
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> None:
+        if options.mode not in FRAMEWORK.train_modes:
+            raise ValueError(f"tensorflow trains in modes {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+        self.threads: int | None = set_threads(options.threads)  # first: before any op initialises the runtime
+        self.spec, self.device = spec, _device(options.device)
+        xla = options.mode == "xla"
+        with tf.device(self.device):
+            self.model = to_keras(spec, weights)
+            self.optimizer = keras.optimizers.SGD(learning_rate=options.learning_rate, momentum=options.momentum)
+            self.optimizer.build(self.model.trainable_variables)  # its variables now, not inside the compiled step
+        self.params, _ = count_params(self.model)
+        shape = tuple(spec.input_shape)
+        batch = [tf.TensorSpec((options.batch, *shape), tf.float32), tf.TensorSpec((options.batch,), tf.int64)]
+        self._step = tf.function(self._train_step, input_signature=batch, jit_compile=xla)
+        evaluate = [tf.TensorSpec((options.eval_batch, *shape), tf.float32)]
+        self._predict = tf.function(self._logits, input_signature=evaluate, jit_compile=xla)
+
+    def _train_step(self, x: Any, y: Any) -> Any:
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    def _logits(self, x: Any) -> Any:
+        return self.model(x, training=False)
+
+    def step(self, x: np.ndarray, y: np.ndarray, record: bool) -> float | None:
+        with tf.device(self.device):
+            loss = self._step(tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.float32)),
+                              tf.convert_to_tensor(np.ascontiguousarray(y, dtype=np.int64)))  # fmt: skip
+        return float(loss.numpy()) if record else None  # .numpy() waits for the step
+
+    def sync(self) -> None:
+        """A step's ops have run when the function returns on the CPU; a GPU is waited for by reading a weight."""
+        if self.device != "/CPU:0":
+            self.model.trainable_variables[0].numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with tf.device(self.device):
+            return self._predict(tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.float32))).numpy()  # type: ignore[no-any-return]
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return read_weights(self.model, self.spec)
+
+
+def train(spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> TensorFlowTrainer:
+    return TensorFlowTrainer(spec, weights, options)

@@ -5,6 +5,10 @@ Modes:
 - ``jit``: ``torch.jit.trace`` then ``torch.jit.freeze``, done once in ``build``;
 - ``compile``: ``torch.compile`` of the eval module; compilation happens lazily on the first
   forward, which the harness times separately as the first inference.
+
+Training (``train``): autograd and ``torch.optim.SGD`` on the module in train mode, eager or with
+the module ``torch.compile``d (forward and backward graphs by AOTAutograd, compiled on the first
+step, which the first epoch's time includes); the optimizer step stays eager in both.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import nn
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
     name="torch",
@@ -31,6 +35,7 @@ FRAMEWORK = FrameworkInfo(
     modes=("eager", "jit", "compile"),
     devices=("cpu", "cuda"),
     mode_pairs=(("eager", "jit"), ("eager", "compile")),
+    train_modes=("eager", "compile"),
 )
 MODES = FRAMEWORK.modes
 DEVICES = FRAMEWORK.devices
@@ -207,3 +212,65 @@ def _forward(runner: Callable[..., Any], device: torch.device) -> Forward:
             return y.cpu().numpy()  # .cpu() waits for the GPU: the fetch is inside the timed region
 
     return forward
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+_CANONICAL_BN = {v: k for k, v in _BN_STATE.items()}
+
+
+class TorchTrainer:
+    """The spec's logits network trained by autograd and ``torch.optim.SGD`` (momentum, no dampening)."""
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> None:
+        if options.mode not in FRAMEWORK.train_modes:
+            raise ValueError(f"torch trains in modes {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+        self.device = _device(options.device)
+        set_threads(options.threads)
+        self.model = to_module(spec, weights).to(self.device).train()
+        self.params, _ = count_params(self.model)
+        self.threads: int | None = torch.get_num_threads()
+        # dynamic=False: one fixed batch shape per step (and another for predict), never a dynamic graph
+        self.runner = torch.compile(self.model, dynamic=False) if options.mode == "compile" else self.model
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=options.learning_rate, momentum=options.momentum)
+        self.batch_norms = {layer.name for layer in spec.layers if isinstance(layer, BatchNorm)}
+
+    def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # torch shares the memory and may write it: never a read-only view
+            array = array.copy()
+        return torch.from_numpy(array).to(device=self.device, dtype=dtype)
+
+    def step(self, x: np.ndarray, y: np.ndarray, record: bool) -> float | None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(self.runner(self._tensor(x, torch.float32)), self._tensor(y, torch.long))
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach().item()) if record else None  # .item() waits for the step
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self.runner(self._tensor(x, torch.float32)).cpu().numpy()  # type: ignore[no-any-return]
+        finally:
+            self.model.train()
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The state dict under canonical keys (batch norm renamed back; ``num_batches_tracked`` is no weight)."""
+        found = {}
+        for name, tensor in self.model.state_dict().items():
+            prefix, kind = name.rsplit(".", 1)
+            if kind == "num_batches_tracked":
+                continue
+            canonical = _CANONICAL_BN.get(kind, kind) if prefix in self.batch_norms else kind
+            found[f"{prefix}.{canonical}"] = tensor.detach().cpu().numpy().astype(np.float32)
+        return found
+
+
+def train(spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> TorchTrainer:
+    return TorchTrainer(spec, weights, options)

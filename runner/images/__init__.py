@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from ..base_image import BASE_TAG, pick_base_image
+from ..base_image import base_tag, pick_base_image
 from ..catalog import ImageSpec
 from ..engine import DockerClient
 from .context import (
@@ -112,19 +112,20 @@ def build_image(
     """Build ``image`` (unless it is current) and return its image ID, streaming the builder's lines.
 
     ``base_image`` overrides the catalog's; None takes the catalog's where the engine has it, else
-    ``dlbench/base:bookworm`` (``runner.base_image.pick_base_image``). ``pip`` defaults to the host's
-    pip settings.
+    the Debian-built base of the image's release, ``dlbench/base:<release>``
+    (``runner.base_image.pick_base_image``). ``pip`` defaults to the host's pip settings.
     """
     state = "forced" if force else image_state(client, image)
     previous = _image_or_none(client, image.tag)
     if state == "current":
         log(f"{image.name}: current ({image.tag}, {previous.id[:19]})")
         return str(previous.id)
-    base = base_image or pick_base_image(client, image.base_image)
+    base = _base_for(client, image, base_image, log)
     base_found = _image_or_none(client, base)
     if base_found is None:
         log(f"{image.name}: base image {base} is not here: the engine will try to pull it "
-            f"(where no registry answers, build {BASE_TAG} first: python -m runner base-image)")  # fmt: skip
+            f"(where no registry answers, build {base_tag(image.release)} first: "
+            f"python -m runner base-image --release {image.release})")  # fmt: skip
     settings = pip if pip is not None else host_pip_settings()
     log(f"{image.name}: building {image.tag} ({state}) on {base}")
     with tempfile.TemporaryFile() as context:
@@ -150,6 +151,21 @@ def build_image(
     if previous is not None and previous.id != image_id:
         _remove_replaced(client, previous.id, log)
     return image_id
+
+
+def _base_for(client: DockerClient, image: ImageSpec, override: str | None, log: Log) -> str:
+    """The image to build on: the override, else the catalog's or the release's Debian-built base.
+
+    An override that is the Debian-built base of another release (``--base-image dlbench/base:bookworm``
+    for a bullseye image) becomes the image's own release's: its packages and Python exist there only.
+    """
+    own = base_tag(image.release)
+    if override is None:
+        return pick_base_image(client, image.base_image, own)
+    if override.startswith(own.split(":", 1)[0] + ":") and override != own:
+        log(f"{image.name}: built on {own}, not {override}: the image is of Debian {image.release}")
+        return own
+    return override
 
 
 def _remove_replaced(client: DockerClient, image_id: str, log: Log) -> None:

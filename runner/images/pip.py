@@ -14,13 +14,23 @@ from pathlib import Path
 from ..catalog import ImageSpec
 from .errors import ImageValidationError
 
-PYTHON_VERSION = "3.11"
-# glibc 2.36 (bookworm): the manylinux tags pip accepts for the images' Python.
-PLATFORMS = (
-    *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)),
-    "manylinux2014_x86_64",
-    "linux_x86_64",
-)
+PYTHON_VERSION = "3.11"  # the default release's (bookworm's); an image's own is ``ImageSpec.python``
+# Each Debian release's glibc minor version (2.36, 2.31): the newest manylinux tag its pip accepts.
+GLIBC_MINOR: dict[str, int] = {"bookworm": 36, "bullseye": 31}
+
+
+def platforms(release: str = "bookworm") -> tuple[str, ...]:
+    """The manylinux tags pip accepts on ``release`` (its glibc and every older one down to 2.17)."""
+    return (
+        *(f"manylinux_2_{minor}_x86_64" for minor in range(GLIBC_MINOR[release], 16, -1)),
+        "manylinux2014_x86_64",
+        "manylinux2010_x86_64",
+        "manylinux1_x86_64",
+        "linux_x86_64",
+    )
+
+
+PLATFORMS = platforms()
 
 
 # --- the host's pip settings -----------------------------------------------------------------
@@ -102,13 +112,14 @@ def matching_wheels(image: ImageSpec, find_links: Iterable[Path]) -> list[Path]:
                 continue
             if image.device == "cuda" and "cpu" in (version.local or ""):
                 continue
-            if any(_installable(tag.interpreter, tag.abi, tag.platform) for tag in tags):
+            if any(_installable(tag.interpreter, tag.abi, tag.platform, image) for tag in tags):
                 found.setdefault(wheel.name, wheel)
     return [found[n] for n in sorted(found)]
 
 
-def _installable(interpreter: str, abi: str, platform: str) -> bool:
-    cp = "cp" + PYTHON_VERSION.replace(".", "")
+def _installable(interpreter: str, abi: str, platform: str, image: ImageSpec) -> bool:
+    """Whether a wheel tag installs on the image's Python and Debian release."""
+    cp = "cp" + image.python.replace(".", "")
     return (
         interpreter in (cp, "py3", "py2.py3", "cp3") or (interpreter.startswith("cp3") and abi == "abi3")
-    ) and abi in (cp, "abi3", "none") and (platform == "any" or platform in PLATFORMS)  # fmt: skip
+    ) and abi in (cp, "abi3", "none") and (platform == "any" or platform in platforms(image.release))  # fmt: skip

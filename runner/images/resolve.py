@@ -18,7 +18,7 @@ from ..catalog import ImageSpec
 from .context import build_args
 from .dockerfile import check_dockerfile
 from .errors import ImageValidationError
-from .pip import PLATFORMS, PYTHON_VERSION, PipSettings, host_pip_settings, matching_wheels
+from .pip import PipSettings, host_pip_settings, matching_wheels, platforms
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ def resolve_command(image: ImageSpec, pip: PipSettings, target: Path, report: Pa
     dependencies from metadata (PEP 658), downloading no wheel that the index describes."""
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
     command += ["--target", str(target), "--report", str(report), "--only-binary=:all:"]
-    command += ["--python-version", PYTHON_VERSION, "--implementation", "cp"]
-    for platform in PLATFORMS:
+    command += ["--python-version", image.python, "--implementation", "cp"]
+    for platform in platforms(image.release):
         command += ["--platform", platform]
     if pip.cert:
         command += ["--cert", str(pip.cert)]
@@ -96,8 +96,9 @@ def validate_image(
     cache: Path | None = VALIDATION_CACHE,
 ) -> Validation:
     """Check what can be checked without building: the Dockerfile (parse, args, stages) and that the
-    pins and their dependencies resolve for Python 3.11 on manylinux x86_64. For the CUDA images on
-    a machine with no GPU, where downloading gigabytes of CUDA wheels would be pointless.
+    pins and their dependencies resolve for the image's Python on manylinux x86_64 (its release's
+    glibc). For the CUDA images on a machine with no GPU, where downloading gigabytes of CUDA wheels
+    would be pointless.
 
     A resolve takes 20 s to 2 min: a successful one is kept in ``cache`` (a directory; None: no cache)
     and reused for a day while the image's spec hash is unchanged.

@@ -1,0 +1,110 @@
+"""The spec as an ONNX graph, written with ``onnx.helper``: what every runtime that imports ONNX runs.
+
+ONNX Runtime, OpenVINO (``Core.read_model``) and Apache TVM (the Relax ONNX frontend) all build
+their model from this one graph, so the three of them run the same nodes with the same
+initializers. The graph is built straight from the spec (no exporter, no torch): this module
+depends on ``onnx`` and NumPy only. Initializers keep the canonical tensor keys, which makes the
+parameter count readable from the graph itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
+
+OPSET = 17
+INPUT, OUTPUT = "input", "output"
+_BUFFER_KINDS = (".mean", ".var")
+
+
+def to_onnx(spec: ModelSpec, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The spec as an ONNX model: NCHW input with a symbolic batch, one node (or two) per layer."""
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
+    current = INPUT
+    for index, (layer, shape_in, _) in enumerate(spec.walk()):
+        out = OUTPUT if index == len(spec.layers) - 1 else layer.name
+        layer_nodes, keys = _lower(layer, current, out, shape_in)
+        nodes += layer_nodes
+        initializers += [numpy_helper.from_array(np.asarray(weights[key], dtype=np.float32), key) for key in keys]
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        spec.name,
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", *spec.input_shape])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", *spec.output_shape])],
+        initializer=initializers,
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    # the lowest IR version for the opset: a newer onnx writes a newer IR than an older runtime reads
+    return helper.make_model(
+        graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets), producer_name="dlbench"
+    )
+
+
+def checked_bytes(spec: ModelSpec, weights: dict[str, np.ndarray]) -> tuple[bytes, int, int]:
+    """The serialized graph, checked by onnx, with its (parameters, buffers) counted from the initializers.
+
+    Serialized once (VGG-16 is 550 MB): the checker and the runtime share the bytes. A malformed
+    graph fails here with onnx's message, not deep inside a runtime.
+    """
+    model = to_onnx(spec, weights)
+    params, buffers = count_params(model)
+    serialized = model.SerializeToString()
+    del model
+    onnx.checker.check_model(serialized)
+    return serialized, params, buffers
+
+
+def checked_model(spec: ModelSpec, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The graph as a ModelProto, checked by onnx (for a frontend that takes the proto, not bytes)."""
+    model = to_onnx(spec, weights)
+    onnx.checker.check_model(model)
+    return model
+
+
+def count_params(model: onnx.ModelProto) -> tuple[int, int]:
+    """(parameters, batch-norm mean + var) summed over the graph's initializers, by canonical key."""
+    sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer}
+    buffers = sum(size for name, size in sizes.items() if name.endswith(_BUFFER_KINDS))
+    return sum(sizes.values()) - buffers, buffers
+
+
+def _lower(layer: Layer, x: str, y: str, shape_in: tuple[int, ...]) -> tuple[list[onnx.NodeProto], list[str]]:
+    """ONNX nodes computing ``y`` from ``x`` for one layer, and the canonical keys of its initializers."""
+    name = layer.name
+    if isinstance(layer, Conv):
+        keys = [f"{name}.weight"] + ([f"{name}.bias"] if layer.bias else [])
+        node = helper.make_node(
+            "Conv", [x, *keys], [y], name=name,
+            kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2, pads=[layer.pad] * 4, dilations=[1, 1],
+            group=shape_in[0] if layer.depthwise else 1,
+        )  # fmt: skip
+        return [node], keys
+    if isinstance(layer, BatchNorm):
+        keys = [f"{name}.{kind}" for kind in ("gamma", "beta", "mean", "var")]
+        return [helper.make_node("BatchNormalization", [x, *keys], [y], name=name, epsilon=BN_EPS)], keys
+    if isinstance(layer, ReLU):
+        return [helper.make_node("Relu", [x], [y], name=name)], []
+    if isinstance(layer, MaxPool):
+        node = helper.make_node(
+            "MaxPool", [x], [y], name=name, kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2
+        )
+        return [node], []
+    if isinstance(layer, GlobalAvgPool):
+        pooled = f"{name}_pooled"
+        return [
+            helper.make_node("GlobalAveragePool", [x], [pooled], name=pooled),
+            helper.make_node("Flatten", [pooled], [y], name=name, axis=1),
+        ], []
+    if isinstance(layer, Flatten):
+        return [helper.make_node("Flatten", [x], [y], name=name, axis=1)], []  # NCHW: C, H, W order
+    if isinstance(layer, Dense):
+        keys = [f"{name}.weight", f"{name}.bias"]
+        return [helper.make_node("Gemm", [x, *keys], [y], name=name, transB=1)], keys  # weight (out, in) as is
+    if isinstance(layer, Softmax):
+        return [helper.make_node("Softmax", [x], [y], name=name, axis=1)], []
+    raise TypeError(f"the ONNX lowering cannot lower {layer!r}")

@@ -1,0 +1,216 @@
+"""TFLite (LiteRT): the TensorFlow lowering converted to a float32 ``.tflite`` flatbuffer, run by
+LiteRT's interpreter with the XNNPACK delegate.
+
+Mode:
+- ``xnnpack``: the interpreter's builtin kernels with its default delegate, XNNPACK, which takes
+  over every node it supports when the tensors are allocated; ``num_threads`` is the cell's count.
+
+Conversion happens in ``build``, in the cell's own process: ``tensorflow_backend.to_keras`` (the
+Keras model the TensorFlow column times, with its NCHW-to-NHWC ``Permute`` and its permuted dense
+rows) is wrapped for the cell's one batch size, so that the flatbuffer has a static input shape,
+and converted by ``TFLiteConverter.from_keras_model`` with no optimisation: no quantisation, no
+float16 (``supported_types`` float32 only), so every weight stays float32. Conversion is not part
+of the first inference (the harness times that as the interpreter's first ``invoke``).
+
+What runs, as the interpreter states it: after allocation its graph has ``DELEGATE`` nodes;
+``in_effect`` is "XNNPACK" when one delegate node takes the model's input and produces its output
+(the whole network delegated), otherwise the partitions are named.
+
+Counts: parameters and running statistics are counted through Keras's API on the model that was
+converted. The converter folds each batch norm into the convolution before it (one bias vector
+where the spec has gamma, beta, mean and var), so the flatbuffer's own float32 constant tensors
+cannot give the spec's split; they are counted too (fact ``flatbuffer_constants``) and ``build``
+checks their total against the spec with exactly that folding (``folded_constants``): a converter
+that dropped a weight fails the cell. LeNet-5 and VGG-16 have no batch norm: there the flatbuffer
+count is the spec's.
+
+Threads: XNNPACK runs on a pthreadpool of ``num_threads - 1`` workers plus the calling thread,
+made when the delegate is applied. The interpreter has no getter, so the count is read back as the
+threads that appeared in ``/proc/self/task`` during allocation under the caller's name (the workers
+inherit it; TensorFlow names its own threads), plus the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import sys
+from typing import Any
+
+import ai_edge_litert
+import keras
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from ..environment import thread_count
+from ..models import BatchNorm, Conv, Layer, ModelSpec
+from . import tensorflow_backend
+from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+
+FRAMEWORK = FrameworkInfo(
+    name="tflite", title="TFLite (LiteRT)", import_name="ai_edge_litert", modes=("xnnpack",), devices=("cpu",)
+)
+MODES = FRAMEWORK.modes
+DEVICES = FRAMEWORK.devices
+RESOLVER = OpResolverType.BUILTIN  # builtin kernels plus the default delegate (XNNPACK)
+DELEGATE_OP = "DELEGATE"
+
+# Facts of the last build: the flatbuffer, the delegation, the threads.
+_state: dict[str, str] = {}
+
+
+def version() -> str:
+    return str(ai_edge_litert.__version__)
+
+
+def cuda_available() -> bool:
+    return False
+
+
+def build_facts() -> dict[str, str]:
+    """The interpreter and the converter that made its flatbuffer, and what the last build delegated."""
+    facts = {
+        "interpreter": f"ai_edge_litert {version()}",
+        "converter": f"tensorflow {tf.__version__}",
+        "op_resolver": RESOLVER.name,
+        "weights": "float32 (no quantisation, no float16)",
+    }
+    facts.update(_state)
+    return facts
+
+
+def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
+    if options.mode not in MODES:
+        raise ValueError(f"unknown tflite mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    if options.device not in DEVICES:
+        raise ValueError(f"unknown device {options.device!r}; valid devices: {', '.join(DEVICES)}")
+    model = tensorflow_backend.to_keras(spec, weights)
+    params, buffers = tensorflow_backend.count_params(model)
+    flatbuffer = convert(model, (options.batch, *spec.input_shape))
+    del model
+    constants = flatbuffer_constants(flatbuffer)
+    expected = folded_constants(spec)
+    if constants != expected:
+        raise RuntimeError(f"the flatbuffer holds {constants} float32 constants; the spec folded as the "
+                           f"converter folds it has {expected}")  # fmt: skip
+    interpreter, threads = make_interpreter(flatbuffer, thread_count(options.threads))
+    partitions = delegation(interpreter)
+    whole = whole_graph(interpreter, partitions)
+    _state.clear()
+    _state.update({
+        "flatbuffer_bytes": str(len(flatbuffer)),
+        "flatbuffer_constants": str(constants),
+        "delegate_partitions": str(len(partitions)),
+        "delegated_whole_graph": str(whole),
+        "threads_requested": str(thread_count(options.threads)),
+        "xnnpack_threads": str(threads),
+        IN_EFFECT: "XNNPACK" if whole else in_effect(len(partitions)),
+    })  # fmt: skip
+    return Built(_forward(interpreter), params=params, buffers=buffers, threads=threads)
+
+
+def convert(model: keras.Model, input_shape: tuple[int, ...]) -> bytes:
+    """The Keras model as a float32 TFLite flatbuffer with a static input of ``input_shape``.
+
+    The converter saves the model to a temporary SavedModel first and prints what it captured:
+    that goes to stderr, so that stdout keeps only the cell's result.
+    """
+    inputs = keras.Input(batch_shape=input_shape, dtype="float32")
+    fixed = keras.Model(inputs, model(inputs), name=f"{model.name}_batch{input_shape[0]}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    converter.optimizations = []
+    converter.target_spec.supported_types = [tf.float32]
+    with contextlib.redirect_stdout(sys.stderr):
+        return bytes(converter.convert())
+
+
+def flatbuffer_constants(flatbuffer: bytes) -> int:
+    """Elements of the float32 tensors whose data the flatbuffer itself holds (weights, folded biases)."""
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    total = 0
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            buffer = model.Buffers(tensor.Buffer()) if tensor.Buffer() > 0 else None
+            has_data = buffer is not None and (buffer.DataLength() > 0 or buffer.Size() > 0)
+            if has_data and tensor.Type() == schema.TensorType.FLOAT32:
+                total += int(np.prod(tensor.ShapeAsNumpy())) if tensor.ShapeLength() else 1
+    return total
+
+
+def folded_constants(spec: ModelSpec) -> int:
+    """The spec's tensors as the converter stores them: a batch norm after a convolution folded into
+    it (the kernel scaled, one bias vector: the convolution's own if it had one, else a new one)."""
+    total = spec.params + spec.buffers
+    previous: Layer | None = None
+    for layer, shape_in, _ in spec.walk():
+        if isinstance(layer, BatchNorm):
+            channels = shape_in[0]
+            if not isinstance(previous, Conv):
+                raise ValueError(f"{layer.name}: the folding is only known for a batch norm after a convolution")
+            total -= 4 * channels if previous.bias else 3 * channels
+        previous = layer
+    return total
+
+
+def make_interpreter(flatbuffer: bytes, threads: int) -> tuple[Interpreter, int]:
+    """The interpreter with XNNPACK applied and tensors allocated; and the threads XNNPACK made, plus the caller."""
+    gc.collect()  # an interpreter of an earlier build ending now would hide threads made here
+    before = unnamed_threads()
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads, experimental_op_resolver_type=RESOLVER)
+    interpreter.allocate_tensors()
+    return interpreter, len(unnamed_threads() - before) + 1
+
+
+def unnamed_threads() -> set[str]:
+    """This process's threads that carry the calling thread's name, as pthreadpool's workers do.
+
+    TensorFlow's own threads (the converter's, started lazily) are named ``tf_...``: they never count.
+    """
+    own = _comm("/proc/thread-self/comm")
+    return {task for task in os.listdir("/proc/self/task") if _comm(f"/proc/self/task/{task}/comm") == own}
+
+
+def _comm(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as comm:
+            return comm.read().strip()
+    except OSError:  # the thread ended while listing
+        return None
+
+
+def delegation(interpreter: Interpreter) -> list[dict[str, Any]]:
+    """The interpreter's delegate nodes (each one runs a partition of the graph in XNNPACK)."""
+    return [op for op in interpreter._get_ops_details() if op["op_name"] == DELEGATE_OP]
+
+
+def whole_graph(interpreter: Interpreter, partitions: list[dict[str, Any]]) -> bool:
+    """One delegate node that takes the model's input and produces its output: nothing runs outside it."""
+    if len(partitions) != 1:
+        return False
+    (node,) = partitions
+    inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    return inputs <= {int(i) for i in node["inputs"]} and outputs <= {int(o) for o in node["outputs"]}
+
+
+def in_effect(partitions: int) -> str:
+    """What runs when XNNPACK did not take the whole graph."""
+    return f"XNNPACK ({partitions} partitions) + TFLite kernels" if partitions else "TFLite builtin kernels"
+
+
+def _forward(interpreter: Interpreter) -> Forward:
+    (given,) = interpreter.get_input_details()
+    (produced,) = interpreter.get_output_details()
+    source, sink = int(given["index"]), int(produced["index"])
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(source, np.ascontiguousarray(x, dtype=np.float32))  # copies into the interpreter
+        interpreter.invoke()
+        return interpreter.get_tensor(sink)  # a copy of the output  # type: ignore[no-any-return]
+
+    return forward
