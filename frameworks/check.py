@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from .backends.registry import BuildOptions, check_mode, load_backend
+from .backends.registry import PRECISION, BuildOptions, check_mode, load_backend
 from .models import get_model
 from .verify import compare, reference_output, verification_input
 from .weights import canonical_weights
@@ -30,6 +30,9 @@ class CheckReport:
     max_error: float
     tolerance: float
     verified: bool
+    # the precision the compiled model computes in, where the framework reads one back (build fact
+    # ``inference_precision``): below float32, an unverified output is that precision's doing
+    precision: str | None = None
 
 
 def check_cell(
@@ -44,7 +47,7 @@ def check_cell(
     )
     return CheckReport(
         framework, mode, model, built.params, built.buffers, spec.params, spec.buffers,
-        result.max_error, result.tolerance, result.verified,
+        result.max_error, result.tolerance, result.verified, backend.build_facts().get(PRECISION),
     )  # fmt: skip
 
 

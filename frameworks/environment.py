@@ -7,6 +7,10 @@ used during its timed loop, from the machine-wide /proc/stat (not namespaced in 
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -14,8 +18,9 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from .result import Environment
+from .result import Environment, Machine
 
 LOAD_WARNING_CPUS = 0.25  # other processes' average CPU use above which a cell is flagged
 # /proc/stat counts in clock ticks (10 ms): over a few milliseconds one tick of another process
@@ -29,7 +34,93 @@ THREAD_ENV = (
     "OPENBLAS_NUM_THREADS",
     "BLIS_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
+    "TVM_NUM_THREADS",  # TVM's runtime thread pool
 )
+
+
+# The instruction-set extensions math kernels dispatch on (BLAS, oneDNN, XNNPACK, XLA): two machines
+# that differ in these run different code for the same cell, whatever their "model name" says.
+DISPATCH_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+    "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2",
+)  # fmt: skip
+
+
+def cpuinfo_fields(text: str) -> list[dict[str, str]]:
+    """/proc/cpuinfo as one dict per logical CPU."""
+    cpus: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if not line.strip():
+            if cpus[-1]:
+                cpus.append({})
+            continue
+        key, _, value = line.partition(":")
+        cpus[-1][key.strip()] = value.strip()
+    return [c for c in cpus if c]
+
+
+def machine_identity(cpuinfo: str, caches: tuple[str, ...], hypervisor: str | None) -> Machine:
+    """The machine from /proc/cpuinfo's text, its cache sizes and its hypervisor; fingerprinted."""
+    cpus = cpuinfo_fields(cpuinfo)
+    first = cpus[0] if cpus else {}
+    flags = set((first.get("flags") or first.get("Features") or "").split())
+    sockets = len({c.get("physical id", "0") for c in cpus}) or 1
+    per_socket = int(first.get("cpu cores", "0") or 0) or len(cpus) // sockets or 1
+    facts = {
+        "vendor": first.get("vendor_id") or first.get("CPU implementer", "unknown"),
+        "family": first.get("cpu family") or first.get("CPU architecture", ""),
+        "model": first.get("model") or first.get("CPU part", ""),
+        "stepping": first.get("stepping") or first.get("CPU variant", ""),
+        "model_name": first.get("model name") or platform.processor() or platform.machine(),
+        "flags": tuple(f for f in DISPATCH_FLAGS if f in flags),
+        "caches": caches,
+        "sockets": sockets,
+        "cores": per_socket * sockets,
+        "threads": len(cpus) or os.cpu_count() or 1,
+        "hypervisor": hypervisor,
+    }
+    # The hypervisor's presence is part of the fingerprint, its name is not: a container without lscpu
+    # must fingerprint the machine exactly as its host does.
+    identity = {**facts, "hypervisor": hypervisor is not None}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return Machine(**facts, fingerprint=digest)  # type: ignore[arg-type]
+
+
+def cache_sizes(cpu_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> tuple[str, ...]:
+    """CPU 0's caches as "L1d 48K", "L1i 32K", "L2 2048K", "L3 307200K" (from sysfs)."""
+    found = []
+    for index in sorted(glob.glob(f"{cpu_dir}/index*")):
+        try:
+            level, kind, size = (Path(index, name).read_text().strip() for name in ("level", "type", "size"))
+        except OSError:
+            continue
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        found.append(f"L{level}{suffix} {size}")
+    return tuple(found)
+
+
+def hypervisor_vendor(cpuinfo: str) -> str | None:
+    """The hypervisor, as lscpu reads it from CPUID; "unknown" when the CPU says there is one but not which."""
+    if "hypervisor" not in cpuinfo.split():
+        return None
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        if line.startswith("Hypervisor vendor:"):
+            return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError):
+        return Path("/sys/hypervisor/type").read_text().strip() or "unknown"
+    return "unknown"
+
+
+def machine() -> Machine:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    return machine_identity(text, cache_sizes(), hypervisor_vendor(text))
 
 
 def cpu_model() -> str:
@@ -165,6 +256,7 @@ def environment(matmul_peak_gflops: float | None = None) -> Environment:
         gpu=gpu_name(),
         load_avg_1m=os.getloadavg()[0],
         matmul_peak_gflops=matmul_peak_gflops,
+        machine=machine(),
     )
 
 

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.registry import Backend, BuildOptions, check_mode, get_framework, load_backend
+from .backends.registry import FLOAT32, PRECISION, Backend, BuildOptions, check_mode, get_framework, load_backend
 from .environment import LOAD_WARNING_CPUS, THREAD_ENV, LoadMeter, environment, peak_rss_bytes
+from .inputs import handed
 from .models import ModelSpec, get_model
 from .result import Point, Result, Stats, cell_result, utc_now
 from .scenarios import Scenario, ScenarioConfig, get_scenario
@@ -87,6 +88,13 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
     if not isinstance(config, scenario.config):
         raise TypeError(f"the {scenario.name} scenario takes a {scenario.config.__name__}")
     config = config.resolve(spec, len(os.sched_getaffinity(0)))
+    network = config.network(spec)
+    if network is None:
+        raise KeyError(f"the {scenario.name} scenario does not run {spec.name}")
+    if request.mode not in config.modes(info):
+        modes = ", ".join(config.modes(info)) or "none"
+        raise KeyError(f"the {scenario.name} scenario runs {request.framework} in modes: {modes}; not {request.mode!r}")
+    spec = network
     base = base_result(request, spec, scenario, config)
     try:
         return scenario.measure(request, spec, config, base)
@@ -110,7 +118,7 @@ def base_result(request: CellRequest, spec: ModelSpec, scenario: Scenario, confi
         seed=request.seed,
         scenario=scenario.name,
         config=config.to_strings(),
-        identity=config.IDENTITY,
+        identity=config.identity_fields(),
         started_at=utc_now(),
         environment=environment(),
     )
@@ -143,8 +151,9 @@ class Measured:
     tolerance: float
     other_load: float | None
     threads_in_use: int | None
-    facts: dict[str, str]  # build facts read again after the build (thread settings settle there)
+    facts: dict[str, str]  # build facts read again after the build and the first inference
     warnings: tuple[str, ...]
+    accuracy: float | None = None  # what ``evaluate`` found after the timed loop, when one was given
 
 
 def _timed_call(forward: Callable[[np.ndarray], object], x: np.ndarray) -> float:
@@ -154,22 +163,38 @@ def _timed_call(forward: Callable[[np.ndarray], object], x: np.ndarray) -> float
 
 
 def measure_forward(
-    backend: Backend, spec: ModelSpec, request: CellRequest, batch: int, timing: ScenarioConfig
+    backend: Backend,
+    spec: ModelSpec,
+    request: CellRequest,
+    batch: int,
+    timing: ScenarioConfig,
+    weights: dict[str, np.ndarray] | None = None,
+    reference: np.ndarray | None = None,
+    evaluate: Callable[[Callable[[np.ndarray], np.ndarray]], float] | None = None,
 ) -> Measured:
-    """The timed protocol (see the module docstring); the numbers of every latency cell come from here."""
-    weights = canonical_weights(spec, request.seed)
+    """The timed protocol (see the module docstring); the numbers of every latency cell come from here.
+
+    ``weights`` other than the canonical ones come with their own ``reference`` output for the
+    verification input; ``evaluate`` (the test accuracy of trained weights) runs the built forward
+    once the timed loop is over.
+    """
+    if weights is None:
+        weights = canonical_weights(spec, request.seed)
     built = backend.build(spec, weights, BuildOptions(request.mode, request.device, request.threads, batch))
-    facts = backend.build_facts()
-    reference = reference_output(spec, batch, request.seed)
+    if reference is None:
+        reference = reference_output(spec, batch, request.seed)
     x0 = verification_input(spec, batch, request.seed)
     start = time.perf_counter_ns()
     first = built.forward(x0)
     first_s = (time.perf_counter_ns() - start) * 1e-9
+    # Read after the first inference: a framework that compiles lazily (jax.jit) picks its kernels then.
+    facts = backend.build_facts()
     check = compare(first, reference, spec.tolerance)
     warm_rng = np.random.default_rng([request.seed, 1])
     warmup = tuple(_timed_call(built.forward, make_input(spec, batch, warm_rng)) for _ in range(timing.warmup))
     samples, load = _time_loop(built.forward, spec, batch, request.seed, timing)
     stats = summarize(samples)
+    accuracy = evaluate(built.forward) if evaluate is not None else None
     return Measured(
         first_inference_s=first_s,
         warmup_s=warmup,
@@ -181,7 +206,10 @@ def measure_forward(
         other_load=load,
         threads_in_use=built.threads,
         facts=facts,
-        warnings=tuple(measurement_warnings(stats, check.verified, check.max_error, check.tolerance, load)),
+        warnings=tuple(
+            measurement_warnings(stats, check.verified, check.max_error, check.tolerance, load, facts.get(PRECISION))
+        ),
+        accuracy=accuracy,
     )
 
 
@@ -206,10 +234,14 @@ def _time_loop(
     return samples, load
 
 
-def measurement_warnings(stats: Stats, verified: bool, error: float, tolerance: float, load: float | None) -> list[str]:
+def measurement_warnings(
+    stats: Stats, verified: bool, error: float, tolerance: float, load: float | None, precision: str | None = None
+) -> list[str]:
+    """The cell's warnings; an unverified output names the precision it ran in when that is below float32."""
     warnings = stability_warnings(stats)
     if not verified:
-        warnings.insert(0, f"output does not match the reference (max relative error {error:.3g} > {tolerance:g})")
+        why = f": the compiled model computes in {precision}, not float32" if precision not in (None, FLOAT32) else ""
+        warnings.insert(0, f"output does not match the reference (max relative error {error:.3g} > {tolerance:g}){why}")
     if load is not None and load > LOAD_WARNING_CPUS:
         warnings.append(f"machine busy: other processes used {load:.2f} CPUs during the timed loop")
     return warnings
@@ -219,13 +251,16 @@ def measurement_warnings(stats: Stats, verified: bool, error: float, tolerance: 
 
 
 def point_command(request: CellRequest, timing: ScenarioConfig, batch: int, threads: int) -> list[str]:
-    """``python -m frameworks.predict`` measuring one latency cell at this batch and thread count."""
+    """``python -m frameworks.predict`` measuring one latency cell at this batch and thread count
+    (on the inputs this process was handed, if any)."""
+    given = handed()
+    inputs = ["--inputs", str(given.directory), "--inputs-sha256", given.sha256] if given is not None else []
     return [
         sys.executable, "-m", "frameworks.predict", "--scenario", "latency",
         "--framework", request.framework, "--model", request.model, "--mode", request.mode,
         "--device", request.device, "--batch", str(batch), "--threads", str(threads), "--seed", str(request.seed),
         "--iterations", str(timing.iterations), "--warmup", str(timing.warmup), "--min-time", f"{timing.min_time:g}",
-        "--output", "-",
+        *inputs, "--output", "-",
     ]  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Union
 
 from .registry import Registry
 
@@ -75,7 +76,8 @@ class Softmax:
     name: str
 
 
-Layer = Conv | BatchNorm | ReLU | MaxPool | GlobalAvgPool | Flatten | Dense | Softmax
+# Union, not |: frameworks/ runs on Python 3.9 in the bullseye images, where | of classes is a TypeError.
+Layer = Union[Conv, BatchNorm, ReLU, MaxPool, GlobalAvgPool, Flatten, Dense, Softmax]
 Shape = tuple[int, ...]
 
 
@@ -204,8 +206,9 @@ def output_shape(layer: Layer, shape: Shape) -> Shape:
 # --- the three networks -------------------------------------------------------------------
 
 
-def lenet5(classes: int = 10) -> ModelSpec:
-    """LeNet-5 on 3x32x32 (62,006 parameters with 10 classes, 61,751 with 7)."""
+def lenet5(classes: int = 10, channels: int = 3) -> ModelSpec:
+    """LeNet-5 on channels x 32 x 32 (62,006 parameters with 10 classes, 61,751 with 7; with one
+    channel, Fashion-MNIST's grey images padded to 32 x 32, 61,706)."""
     layers: tuple[Layer, ...] = (
         Conv("conv1", 6, 5),
         ReLU("relu1"),
@@ -221,7 +224,7 @@ def lenet5(classes: int = 10) -> ModelSpec:
         Dense("fc3", classes),
         Softmax("softmax"),
     )
-    return ModelSpec("lenet5", "LeNet-5", (3, 32, 32), layers, tolerance=1e-4)
+    return ModelSpec("lenet5", "LeNet-5", (channels, 32, 32), layers, tolerance=1e-4)
 
 
 VGG16_CONFIG_D: tuple[int | str, ...] = (
@@ -278,6 +281,21 @@ def mobilenet_v1(classes: int = 1000) -> ModelSpec:
         channels = out
     layers += [GlobalAvgPool("avgpool"), Dense("fc", classes), Softmax("softmax")]
     return ModelSpec("mobilenet_v1", "MobileNet v1", (3, 224, 224), tuple(layers), tolerance=1e-3)
+
+
+# --- the networks a dataset's images need ---------------------------------------------------------
+
+# Fashion-MNIST is grey (one channel), 28 x 28 padded to 32 x 32, 10 classes: the model of that name
+# with a one-channel input. Only LeNet-5 is trained on it (VGG-16 and MobileNet v1 take 224 x 224).
+_FASHION_MNIST: dict[str, ModelSpec] = {"lenet5": lenet5(classes=10, channels=1)}
+
+
+def fashion_mnist_network(model: str) -> ModelSpec | None:
+    """The registered model ``model`` as it runs on Fashion-MNIST images, or None when it has no such form.
+
+    The same name (the reports' LeNet-5 table holds both), another input shape: 1 x 32 x 32.
+    """
+    return _FASHION_MNIST.get(model)
 
 
 # --- the registry -------------------------------------------------------------------------------

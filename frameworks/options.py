@@ -58,7 +58,7 @@ def given_options(args: argparse.Namespace) -> dict[str, str]:
     for name in sorted(names):
         value = getattr(args, name, None)
         if value is not None:
-            given[name] = " ".join(map(_text, value)) if isinstance(value, list | tuple) else _text(value)
+            given[name] = " ".join(map(_text, value)) if isinstance(value, (list, tuple)) else _text(value)
     return given
 
 

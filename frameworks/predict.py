@@ -19,7 +19,7 @@ from .environment import THREAD_ENV, thread_count
 from .models import MODELS, get_model
 from .options import UsageError, add_scenario_options, choose_scenarios, given_options, scenario_configs
 from .result import append_jsonl
-from .scenarios import DEFAULT_SCENARIO, SCENARIO_ENV, SCENARIOS
+from .scenarios import DEFAULT_SCENARIO, SCENARIO_ENV, SCENARIOS, ScenarioConfig
 
 if TYPE_CHECKING:
     from .result import Result
@@ -30,8 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--framework", help=f"one of: {', '.join(FRAMEWORKS)}")
     p.add_argument("--model", help=f"one of: {', '.join(MODELS)}")
     p.add_argument(
-        "--mode", help="the framework's execution mode (default: all of its modes with --all, else its first)"
-    )
+        "--mode", action="append", help="the framework's execution mode (default: all of its modes with --all, "
+        "else its first); with --all it may be given once per mode",
+    )  # fmt: skip
     p.add_argument("--all", action="store_true", help="every model x mode of every framework importable here "
                    "(restricted by --framework / --model / --mode when given)")  # fmt: skip
     p.add_argument(
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: every CPU available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and inputs")
     p.add_argument("--peak", action="store_true", help="also measure the float32 matmul peak (recorded per result)")
+    p.add_argument("--inputs", metavar="DIR", help="canonical weights and reference made by the runner "
+                   "(python -m frameworks.inputs), instead of computing them here")  # fmt: skip
+    p.add_argument("--inputs-sha256", metavar="SHA256", help="the sha256 of DIR/manifest.json (required with --inputs)")
     p.add_argument("--output", default="-", help="'-' for stdout (JSON lines), a .jsonl file to append to, "
                    "an existing directory for one <cell>.json per cell, or a .json file")  # fmt: skip
     add_scenario_options(p)
@@ -51,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError("--threads must not be negative")
     if not args.all and not (args.framework and args.model):
         raise UsageError("give --framework and --model, or --all")
+    if bool(args.inputs) != bool(args.inputs_sha256):
+        raise UsageError("--inputs and --inputs-sha256 go together")
     return args
 
 
@@ -59,18 +65,40 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     try:
         frameworks = [get_framework(args.framework).name] if args.framework else list(FRAMEWORKS)
         models = [get_model(args.model).name] if args.model else list(MODELS)
-        if args.mode:
-            for fw in frameworks:
-                check_mode(fw, args.mode)
+        for fw in frameworks:
+            for mode in args.mode or ():
+                check_mode(fw, mode)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
     if args.all and not args.framework:
         frameworks = [fw for fw in frameworks if is_installed(fw) and args.device in FRAMEWORKS[fw].devices]
     if not args.all:
-        mode = args.mode or FRAMEWORKS[frameworks[0]].modes[0]
+        if args.mode and len(args.mode) > 1:
+            raise UsageError("one --mode per cell: several go with --all")
+        mode = args.mode[0] if args.mode else FRAMEWORKS[frameworks[0]].modes[0]
         return [(frameworks[0], models[0], mode)]
-    modes = {fw: [args.mode] if args.mode else list(FRAMEWORKS[fw].modes) for fw in frameworks}
+    modes = {fw: list(args.mode) if args.mode else list(FRAMEWORKS[fw].modes) for fw in frameworks}
     return [(fw, model, mode) for fw in frameworks for model in models for mode in modes[fw]]
+
+
+def scenario_runs(config: ScenarioConfig, framework: str, model: str, mode: str) -> bool:
+    """Whether the scenario measures this model in this mode (its config says which it runs)."""
+    resolved = config.resolve(MODELS[model], len(os.sched_getaffinity(0)))
+    return resolved.network(MODELS[model]) is not None and mode in resolved.modes(FRAMEWORKS[framework])
+
+
+def missing_dataset(config: ScenarioConfig, model: str) -> str | None:
+    """Why a dataset the cell reads cannot be used here (one line naming the package), or None."""
+    from .datasets import NAME, DatasetError, check_dataset
+
+    for name in config.resolve(MODELS[model], len(os.sched_getaffinity(0))).datasets():
+        if name != NAME:
+            return f"unknown dataset {name!r}; known: {NAME}"
+        try:
+            check_dataset()
+        except DatasetError as exc:
+            return str(exc)
+    return None
 
 
 def set_thread_env(threads: int) -> int:
@@ -108,10 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     if not cells:
         print(f"error: no framework that runs on {args.device} is installed here", file=sys.stderr)
         return 2
+    if args.all:  # a scenario runs only the models and modes it can (train: LeNet-5, the modes that train)
+        cells = [c for c in cells if scenario_runs(config, *c)]
+        if not cells:
+            print(f"error: the {scenario.name} scenario runs none of these cells", file=sys.stderr)
+            return 2
     threads = set_thread_env(args.threads)
     from dataclasses import replace
 
     from .harness import CellRequest, CudaUnavailable, run_cell  # imports NumPy: after the thread env
+    from .inputs import hand
+
+    if args.inputs:
+        hand(args.inputs, args.inputs_sha256)
 
     peak = None
     if args.peak:
@@ -121,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for framework, model, mode in cells:
         request = CellRequest(framework, model, mode, args.device, threads, args.seed)
+        missing = missing_dataset(config, model)
+        if missing:
+            print(f"error: {missing}", file=sys.stderr)
+            return 2
         try:
             result = run_cell(request, scenario.name, config)
         except (KeyError, CudaUnavailable) as exc:

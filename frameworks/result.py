@@ -9,24 +9,31 @@ refuses anything else with a clear error instead of rendering half-understood da
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from .compat import UNION_TYPES, type_hints
 
 if TYPE_CHECKING:
     from .models import ModelSpec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 SCHEMA_HISTORY: dict[int, str] = {
     1: "one batch-1 latency measurement per cell; `backend` names how the runner launched it",
     2: "a scenario axis: `scenario`, its `config` (as strings) and the `identity` fields of it that make "
     "the cell; sweep scenarios keep one `points` entry per batch size or thread count; `threads_in_use` "
     "as the framework reads it back; `backend` renamed `launcher`; the build fact `in_effect`",
+    3: "machine identity: `environment.machine` (vendor, family, model, stepping, the instruction-set "
+    "extensions kernels dispatch on, caches, cores, hypervisor, and a fingerprint of them); `host`, the "
+    "runner's name for the machine a cell ran on (several machines in one run); `host_name` in run.json",
+    4: "training and accuracy: `training` (the train scenario's epochs, loss curve, batch order and trained "
+    "weights with their sha256) and `accuracy` (test accuracy of a cell that ran trained weights)",
 }
 RESULTS_FILE = "results.jsonl"  # a run directory: one result per line, appended as cells finish
 RUN_FILE = "run.json"  # and what the run was (RunInfo)
@@ -53,6 +60,25 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class Machine:
+    """What a machine is, beyond /proc/cpuinfo's "model name" (which a hypervisor may reduce to "AMD
+    EPYC" for very different parts): the facts kernels dispatch on, and a fingerprint of them."""
+
+    vendor: str
+    family: str
+    model: str
+    stepping: str
+    model_name: str
+    flags: tuple[str, ...]  # of the instruction-set extensions BLAS, oneDNN and XNNPACK dispatch on
+    caches: tuple[str, ...]  # "L1d 48K", "L2 2048K", ...
+    sockets: int
+    cores: int  # physical, all sockets
+    threads: int  # logical CPUs
+    hypervisor: str | None  # "KVM", "Xen", ...; None on bare metal
+    fingerprint: str  # sha256 of everything above, 16 hex digits: the machine in histories and tables
+
+
+@dataclass(frozen=True)
 class Environment:
     """Where a cell ran: enough to tell two machines (or two images) apart on the page."""
 
@@ -69,6 +95,7 @@ class Environment:
     load_avg_1m: float | None = None  # machine load average when the cell started
     matmul_peak_gflops: float | None = None  # float32 matmul peak, measured in the same run
     memory_limit_bytes: int | None = None  # cgroup limit (a container's --memory); None: none below the host's
+    machine: Machine | None = None  # None in results written before schema 3: a machine of its own
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,56 @@ class Point:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch of the train scenario: its steps timed as one region, then the test set evaluated."""
+
+    epoch: int  # 1-based; the first includes lazy compilation (torch.compile, XLA, hybridize)
+    wall_s: float  # every step of the epoch, batch gathering included, synchronised at its end
+    images: int  # images trained on (whole batches only)
+    images_per_s: float
+    test_accuracy: float  # on the test images, measured inside the framework after the epoch (not timed)
+    eval_s: float  # how long that evaluation took
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the train scenario did and saw: the same network, initial weights and batch order everywhere.
+
+    ``initial_weights_sha256`` and ``order_sha256`` let the reports check that two cells did start
+    from the same weights and fed the same batches. The trained weights come back from predict as
+    ``weights_npz`` (base64 of the canonical-layout .npz whose sha256 is ``weights_sha256``); the
+    runner moves them to a file of the run directory (``weights_file``) before it records the line.
+    """
+
+    dataset: str
+    train_images: int
+    test_images: int
+    steps_per_epoch: int
+    epochs: tuple[Epoch, ...]
+    loss_steps: tuple[int, ...]  # global step numbers (1-based) at which the batch's training loss was read
+    losses: tuple[float, ...]  # the mean softmax cross-entropy of that step's batch, before its update
+    final_accuracy: float
+    initial_weights_sha256: str
+    order_sha256: str
+    weights_sha256: str
+    dataset_sha256: str = ""  # of the dataset files' own sha256s, as checked
+    # the float64 NumPy trainer's losses on the same first batches, and this cell's largest relative
+    # difference from them: the cell's own fidelity check
+    reference_losses: tuple[float, ...] = ()
+    max_loss_error: float | None = None
+    weights_npz: str | None = None
+    weights_file: str | None = None  # relative to the run directory
+
+    def summary(self) -> str:
+        """``2 epochs, 41.2 s per epoch after the first (first 63.0 s), test accuracy 0.8712``."""
+        walls = [e.wall_s for e in self.epochs]
+        later = walls[1:]
+        pace = (f"{sum(later) / len(later):.1f} s per epoch after the first (first {walls[0]:.1f} s)" if later
+                else f"{walls[0]:.1f} s" if walls else "no epoch")  # fmt: skip
+        return f"{len(walls)} epoch{'s' if len(walls) != 1 else ''}, {pace}, test accuracy {self.final_accuracy:.4f}"
+
+
 @dataclass(frozen=True, order=True)
 class CellKey:
     """What makes a cell one cell: resume, the reports and the published history all use this.
@@ -107,6 +184,7 @@ class CellKey:
     scenario: str
     variant: str  # the catalog variant, or the framework where no runner set one
     launcher: str  # "docker", "local", or "" (predict run by hand)
+    host: str  # the runner's name for the machine ("" for a run on one machine)
     framework: str
     mode: str
     model: str
@@ -134,6 +212,7 @@ class Result:
     identity: tuple[str, ...] = ()  # the names in ``config`` that belong to the cell's identity
     variant: str | None = None  # catalog variant (set by the runner)
     launcher: str | None = None  # how the runner launched it: "docker", "local", or None
+    host: str | None = None  # which of a run's machines ran it (the runner's name), None on one machine
     version: str | None = None  # the framework's own version string
     build: dict[str, str] = field(default_factory=dict)  # build facts as the framework states them
     batch: int = 1
@@ -159,6 +238,8 @@ class Result:
     started_at: str | None = None  # ISO 8601, UTC
     finished_at: str | None = None
     points: tuple[Point, ...] = ()  # a sweep's measurements; the latency scenario keeps its own above
+    accuracy: float | None = None  # test accuracy, where the cell ran trained weights (or trained them)
+    training: Training | None = None  # the train scenario's record
 
     def key(self) -> CellKey:
         """The one definition of this cell's identity."""
@@ -167,6 +248,7 @@ class Result:
             self.scenario,
             self.variant or self.framework,
             self.launcher or "",
+            self.host or "",
             self.framework,
             self.mode,
             self.model,
@@ -191,6 +273,8 @@ class Result:
         """
         if self.points:
             return f"{self.cell} : " + ", ".join(_point_summary(p, self.identity) for p in self.points)
+        if self.status == "ok" and self.training is not None:
+            return f"{self.cell} : {self.training.summary()}"
         if self.status != "ok" or self.stats is None:
             return f"{self.cell} : {self.status} ({self.error})"
         return f"{self.cell} : {self.stats.mean:.6f} (sd {self.stats.sd:.6f})"
@@ -207,13 +291,7 @@ class Result:
         """Parse and validate (migrating older schemas); raises ``ValueError`` naming the offending field."""
         if not isinstance(data, dict):
             raise ValueError(f"a result must be a JSON object, got {type(data).__name__}")
-        version = data.get("schema_version")
-        if version == 1:
-            data = migrate_result_v1(data)
-        elif version != SCHEMA_VERSION:
-            raise ValueError(
-                f"unsupported schema_version {version!r} (this code reads {', '.join(map(str, SCHEMA_HISTORY))})"
-            )
+        data = _migrated(data, RESULT_MIGRATIONS, "")
         result = _build(cls, data, "result")
         if result.status not in STATUSES:
             raise ValueError(f"result.status must be one of {', '.join(STATUSES)}, got {result.status!r}")
@@ -236,7 +314,24 @@ def _point_summary(point: Point, identity: tuple[str, ...]) -> str:
     return f"{label} {point.stats.median:.6f} s"
 
 
-# --- migrations: each older schema to the current one (SCHEMA_HISTORY says what changed) ----------
+# --- migrations: each older schema to the next one (SCHEMA_HISTORY says what changed) ---------------
+
+
+def _migrated(data: dict[str, Any], steps: dict[int, Any], where: str) -> dict[str, Any]:
+    """``data`` brought to SCHEMA_VERSION one step at a time; a version no step starts from is refused."""
+    version = data.get("schema_version")
+    while version != SCHEMA_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version not in steps:
+            raise ValueError(f"{where}unsupported schema_version {version!r} "
+                             f"(this code reads {', '.join(map(str, SCHEMA_HISTORY))})")  # fmt: skip
+        data = {**steps[version](data), "schema_version": version + 1}
+        version = version + 1
+    return data
+
+
+def _unchanged(data: dict[str, Any]) -> dict[str, Any]:
+    """A step that only adds optional fields: the older data reads as it is."""
+    return dict(data)
 
 
 def migrate_result_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +341,6 @@ def migrate_result_v1(data: dict[str, Any]) -> dict[str, Any]:
     exactly as the reports of schema 1 read them, so old and new runs compare builds the same way.
     """
     migrated = {k: v for k, v in data.items() if k != "backend"}
-    migrated["schema_version"] = SCHEMA_VERSION
     if "backend" in data:
         migrated["launcher"] = data["backend"]
     batch = data.get("batch", 1)
@@ -286,7 +380,6 @@ def _v1_in_effect(framework: str, build: dict[str, Any]) -> str | None:
 def migrate_run_v1(data: dict[str, Any]) -> dict[str, Any]:
     """run.json of schema 1 as schema 2: ``backend`` is ``launcher``."""
     migrated = {k: v for k, v in data.items() if k != "backend"}
-    migrated["schema_version"] = SCHEMA_VERSION
     if "backend" in data:
         migrated["launcher"] = data["backend"]
     settings = data.get("settings")
@@ -294,6 +387,9 @@ def migrate_run_v1(data: dict[str, Any]) -> dict[str, Any]:
         migrated["settings"] = {("launcher" if k == "backend" else k): v for k, v in settings.items()}
     return migrated
 
+
+RESULT_MIGRATIONS = {1: migrate_result_v1, 2: _unchanged, 3: _unchanged}
+RUN_MIGRATIONS = {1: migrate_run_v1, 2: _unchanged, 3: _unchanged}
 
 T = TypeVar("T")
 
@@ -341,10 +437,15 @@ def append_jsonl(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        written = os.write(fd, data)
-        if written != len(data):  # only a fatal signal or a full disk cuts a regular-file write short
-            raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):  # only a fatal signal or a full disk cuts a regular-file write short
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({written} of {len(data)} bytes written)")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # never leave part of a line: the file ends where it ended before
+            raise
     finally:
         os.close(fd)
 
@@ -389,7 +490,7 @@ def cell_result(
 
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
-    hints = get_type_hints(cls)
+    hints = type_hints(cls)  # not typing.get_type_hints: its PEP 604 hints do not evaluate on 3.9
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:
@@ -408,7 +509,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     """Check ``value`` against a type hint and convert JSON lists back to tuples."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
+    if origin in UNION_TYPES:
         if value is None and type(None) in args:
             return None
         errors = []
@@ -423,14 +524,14 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: must be one of {', '.join(map(str, args))}, got {value!r}")
         return value
     if origin is tuple:
-        if not isinstance(value, list | tuple):
+        if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: must be a list, got {type(value).__name__}")
         return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint in (Stats, Environment, Point):
+    if hint in (Stats, Environment, Point, Machine, Epoch, Training):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return _build(hint, value, where)
@@ -439,7 +540,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 def _scalar(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: must be a number, got {value!r}")
         return float(value)
     if hint is int:
@@ -476,6 +577,8 @@ class RunInfo:
     images: dict[str, str] = field(default_factory=dict)  # variant -> image id
     settings: dict[str, str] = field(default_factory=dict)  # iterations, min_time, cpuset, memory, timeout, ...
     matmul_peak_gflops: float | None = None  # this machine's float32 matmul peak, measured in the run
+    host_name: str | None = None  # the runner's name for this machine, in a run on several machines
+    hosts: dict[str, str] = field(default_factory=dict)  # a several-machine run's top run.json: name -> engine URL
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False, indent=2)
@@ -484,8 +587,4 @@ class RunInfo:
     def from_dict(cls, data: Any) -> RunInfo:
         if not isinstance(data, dict):
             raise ValueError(f"run.json must be a JSON object, got {type(data).__name__}")
-        if data.get("schema_version") == 1:
-            data = migrate_run_v1(data)
-        elif data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"run.json: unsupported schema_version {data.get('schema_version')!r}")
-        return _build(cls, data, "run")
+        return _build(cls, _migrated(data, RUN_MIGRATIONS, "run.json: "), "run")

@@ -37,7 +37,19 @@ def _tensor(key: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 
 def canonical_weights(spec: ModelSpec, seed: int = 0) -> Weights:
-    """All tensors of ``spec`` as float32 arrays (read-only: backends copy what they convert)."""
+    """All tensors of ``spec`` as float32 arrays (read-only: backends copy what they convert).
+
+    The ones the runner handed this process (``frameworks.inputs``, checked by sha256) when there are,
+    else generated here.
+    """
+    from .inputs import handed_weights
+
+    handed = handed_weights(spec, seed)
+    return handed if handed is not None else generate_weights(spec, seed)
+
+
+def generate_weights(spec: ModelSpec, seed: int = 0) -> Weights:
+    """The canonical tensors generated from the seed (cached for the process)."""
     return dict(_cached(spec, seed))
 
 

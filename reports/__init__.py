@@ -3,13 +3,16 @@
 Pure functions of ``RUN_DIR/results.jsonl`` and ``RUN_DIR/run.json``: nothing here runs a
 benchmark or imports Docker or a deep-learning framework, so reports render on any machine.
 
-- ``load``: read a run directory; bad lines are reported by line number and skipped.
+- ``load``: read a run directory; bad lines are reported by line number and skipped. A run on
+  several machines (``RUN_DIR/hosts/NAME/``) is read machine by machine; a machine is known by its
+  fingerprint (``MachineIdentity``), results written before schema 3 by their CPU model.
+- ``machines``: what tells two machines apart, and the same cell compared across a run's machines.
 - ``cells``/``compare``: per-cell figures; speedups with bootstrap intervals and Mann-Whitney U.
   The matrix, study tables, comparisons and history are the latency scenario's view.
 - ``sweeps``: sweep scenarios (batch sizes, thread counts): each point's figures from its samples.
 - ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
 - ``charts``: matplotlib (Agg) figures as inline SVG.
-- ``publish``: the static site (index, one page per run, latest, per-machine history).
+- ``publish``: the static site (index, one page per run, latest, per-machine history by fingerprint).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter, StrMethodFormatter
 
 from .compare import Comparison
-from .fmt import sig
+from .fmt import sig, visible
 
 LOG_SPREAD = 30.0  # automatic log scale when the largest value is this many times the smallest
 SPEEDUP_LOG_SPREAD = 8.0  # speedups (and slowdowns) around 1 go log sooner: 0.5x and 2x are equally far
@@ -62,7 +62,7 @@ class Bar:
 
 def plain_text(text: str) -> str:
     """Text for matplotlib as it is: '$' would start mathtext, newlines would break the layout."""
-    return " ".join(str(text).split()).replace("$", r"\$")
+    return " ".join(visible(str(text)).split()).replace("$", r"\$")
 
 
 def label_text(text: str) -> str:
@@ -412,3 +412,41 @@ def _sweep_axes(ax: Axes, xs: list[int], log2_x: bool, ys: list[float], ideal: b
     ax.grid(True, color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
     return log_y
+
+
+def curve_chart(lines: Sequence[Line], *, x_label: str, y_label: str, prefix: str, markers: bool) -> str:
+    """Learning curves: each line's figure against a linear x (steps, epochs), legend below; markers
+    for sparse x (epochs), none for dense (every 50 steps). Ticks are matplotlib's own."""
+    with matplotlib.rc_context(STYLE):
+        entries = len(lines)
+        legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
+        height = 3.0 + legend_in
+        fig = Figure(figsize=(WIDTH_IN, height))
+        fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
+        ax = fig.add_subplot()
+        colours = _colours([line.group for line in lines])
+        within: dict[str, int] = {}
+        for line in lines:
+            n = within.get(line.group, 0)
+            within[line.group] = n + 1
+            ax.plot(
+                line.xs,
+                line.ys,
+                color=colours[line.group],
+                marker=MARKERS[n % len(MARKERS)] if markers else None,
+                markersize=4,
+                linestyle=DASHES[n % len(DASHES)],
+                linewidth=1.1,
+                label=label_text(line.label),
+            )
+        xs = sorted({x for line in lines for x in line.xs})
+        if markers and xs:
+            ax.set_xticks(xs, [str(x) for x in xs])
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,g}"))
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_xlabel(plain_text(x_label))
+        ax.set_ylabel(plain_text(y_label))
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
+        return to_svg(fig, prefix)

@@ -2,6 +2,10 @@
 
 Everything here is plain data with unescaped text: each renderer escapes for its own format, so
 there is exactly one place per format where escaping happens.
+
+A run on several machines is reported as its machines: each one's facts and matrix (never one
+table for two machines), the same cells compared across machines as ratios, and each machine's
+full report (``Report.machines[i].report``, written under ``hosts/NAME/``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 from frameworks.result import Environment, Result, RunInfo
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ReportSpec
@@ -32,8 +37,11 @@ from .cells import (
     row_sort_key,
 )
 from .compare import Comparison, find_comparisons
-from .load import LoadProblem, Run
+from .load import HOSTS_DIR, LoadProblem, MachineIdentity, Run, host_dir_name
+from .machines import across_machines, identity_facts, same_model_notes
+from .published import PublishedSection, published_section
 from .sweeps import PointFigures, SweepSpec, figure, sweep_figures, sweep_spec
+from .training import TrainingSection, is_training, training_section
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class StudyRow:
     flops: str
     gflops: str
     peak_share: str
+    accuracy: str = "—"  # test accuracy, for a cell that ran trained weights
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class StudyTable:
     title: str
     rows: tuple[StudyRow, ...]
     peak_note: str
+    accuracy: bool = False  # whether any row has a test accuracy (then the table shows the column)
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,32 @@ class SweepSection:
 
 
 @dataclass(frozen=True)
+class MachineView:
+    """One machine of a several-machine run: what it is, and its full report (matrix included)."""
+
+    name: str  # the runner's name for it
+    dir_name: str  # its report's directory under hosts/: the name itself for any name the runner gives
+    identity: MachineIdentity
+    facts: tuple[Fact, ...]
+    report: Report
+    written: bool  # whether its report is written (nothing of a machine that never wrote a file)
+
+    @property
+    def href(self) -> str:
+        """Its report's directory relative to the run's report, as a link: ``hosts/east/``."""
+        return f"{HOSTS_DIR}/{quote(self.dir_name, safe='')}/"
+
+
+@dataclass(frozen=True)
+class MachineRow:
+    """One fact of the machines side by side; ``differs`` when they do not all say the same."""
+
+    label: str
+    values: tuple[str, ...]  # one per machine
+    differs: bool
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     subtitle: str
@@ -191,14 +227,33 @@ class Report:
     command: str | None
     notes: tuple[str, ...]
     problems: tuple[LoadProblem, ...]
+    machines: tuple[MachineView, ...] = ()  # a several-machine run: its machines, in run.json's order
+    machine_rows: tuple[MachineRow, ...] = ()  # their facts side by side
+    across: tuple[Comparison, ...] = ()  # the same cells across machines, against the first machine
+    across_gaps: tuple[str, ...] = ()  # cells some machine could not give, and why
+    host_name: str | None = None  # one machine's report within a several-machine run
+    training: TrainingSection | None = None  # the train scenario's section, when the run trained
+    published: PublishedSection | None = None  # the answered comparison's figures beside ours (reports/published.py)
+
+    @property
+    def several(self) -> bool:
+        return bool(self.machines)
+
+    @property
+    def first_machine(self) -> str:
+        """The cross-machine baseline: the first machine that recorded any cell."""
+        return next((v.name for v in self.machines if v.report.run.results), self.machines[0].name)
 
 
 def build_report(run: Run) -> Report:
     """Everything both renderers need, from the loaded run alone.
 
     The matrix, the study tables and the comparisons are the latency view: they take only
-    latency cells. Every sweep scenario of the run gets a section of its own.
+    latency cells. Every sweep scenario of the run gets a section of its own. A run on several
+    machines is its machines' reports under one page (``several_report``).
     """
+    if run.several:
+        return several_report(run)
     show_launcher = mixed_launchers(run.results)
     ordered = sorted(run.results, key=row_sort_key)
     latency = [r for r in ordered if is_latency(r)]
@@ -206,9 +261,11 @@ def build_report(run: Run) -> Report:
     cells = tuple(CellView(r, labels[id(r)], figures(r)) for r in latency)
     models = tuple(model_order(r.model for r in latency))
     comparisons, comparison_notes = find_comparisons(latency, show_launcher)
-    sweeps, sweep_notes = sweep_sections(ordered, show_launcher)
+    sweeps, sweep_notes = sweep_sections([r for r in ordered if not is_training(r)], show_launcher)
+    trained = [r for r in ordered if is_training(r)]
+    on = f" on {run.host_name}" if run.host_name is not None else ""
     return Report(
-        title=f"Inference speed matrix: {run.run_id}",
+        title=f"Inference speed matrix: {run.run_id}{on}",
         subtitle=_subtitle(run),
         run=run,
         counts=_counts(run.results),
@@ -227,7 +284,115 @@ def build_report(run: Run) -> Report:
         command=run.info.command if run.info is not None else None,
         notes=tuple(_notes(run, comparison_notes + sweep_notes)),
         problems=run.problems,
+        host_name=run.host_name,
+        training=training_section(trained, row_labels(trained, show_launcher)),
+        published=published_section(latency),
     )
+
+
+def several_report(run: Run) -> Report:
+    """A run on several machines: each machine's facts and full report, and the cells they share
+    compared across them; the within-machine views (per-model tables, comparisons, sweeps,
+    variants) are each machine's own report."""
+    views = tuple(machine_view(run, host) for host in run.hosts)
+    show_launcher = mixed_launchers(run.results)
+    across, gaps = across_machines([(v.name, host.results) for v, host in zip(views, run.hosts, strict=True)],
+                                   show_launcher)  # fmt: skip
+    return Report(
+        title=f"Inference speed matrix: {run.run_id}",
+        subtitle=" · ".join(f"{v.name}: {v.identity.cpu_model}" for v in views),
+        run=run,
+        counts=_counts(run.results),
+        scenario_counts=_scenario_counts(run.results),
+        models=(),
+        model_titles=(),
+        cells=(),
+        matrix=(),
+        studies=(),
+        groups=(),
+        sweeps=(),
+        run_facts=tuple(run_facts(run)),
+        host_facts=tuple(orchestrator_facts(run)),
+        settings=tuple(Fact(k, v) for k, v in sorted(run.info.settings.items())) if run.info else (),
+        variants=(),
+        command=run.info.command if run.info is not None else None,
+        notes=tuple(several_notes(run, views)),
+        problems=run.problems,
+        machines=views,
+        machine_rows=machine_rows(views),
+        across=tuple(across),
+        across_gaps=tuple(gaps),
+    )
+
+
+def machine_view(run: Run, host: Run) -> MachineView:
+    name = host.host_name or ""
+    url = run.info.hosts.get(name) if run.info is not None else None
+    facts = [Fact("Engine", url or "not named in run.json"), *machine_facts(host)]
+    return MachineView(name, host_dir_name(name), host.identity, tuple(facts), build_report(host), host.recorded)
+
+
+def machine_facts(run: Run) -> list[Fact]:
+    """What one machine is (identity, memory, matmul peak) and what it measured, for the side-by-side table."""
+    identity = run.identity
+    if not run.recorded:
+        return [Fact("CPU model", "not known"), Fact("Machine fingerprint", "nothing of this machine was recorded")]
+    facts = [Fact("CPU model", identity.cpu_model)]
+    facts += [Fact(label, value) for label, value in identity_facts(identity.machine)]
+    host = run.info.host if run.info is not None else None
+    facts.append(Fact("Memory", fmt.gib(host.memory_bytes) if host is not None else "not recorded (no run.json)"))
+    facts.append(Fact("GPU", (host.gpu or "none") if host is not None else "not recorded (no run.json)"))
+    peak = _peak(run.info)
+    facts.append(Fact("float32 matmul peak", f"{fmt.sig(peak)} GFLOP/s" if peak else "not measured"))
+    facts.append(Fact("Cells", ", ".join(f"{f.value} {f.label}" for f in _counts(run.results))))
+    return facts
+
+
+NOT_MACHINE_FACTS = ("Engine", "Cells")  # rows of the machines' table that say nothing of the hardware
+
+
+def machine_rows(views: tuple[MachineView, ...]) -> tuple[MachineRow, ...]:
+    """The machines' facts as rows of one table, a column per machine ("—" where one lacks a fact);
+    a fact of the hardware on which they disagree is marked."""
+    fullest_first = sorted(views, key=lambda v: -len(v.facts))  # a machine with fewer facts keeps the order
+    labels = list(dict.fromkeys(f.label for v in fullest_first for f in v.facts))
+    rows = []
+    for label in labels:
+        values = tuple(next((f.value for f in v.facts if f.label == label), "—") for v in views)
+        rows.append(MachineRow(label, values, label not in NOT_MACHINE_FACTS and len(set(values)) > 1))
+    return tuple(rows)
+
+
+def orchestrator_facts(run: Run) -> list[Fact]:
+    """The machine that ran the runner (the top run.json's host); its cells ran on the hosts."""
+    if run.info is None:
+        return [Fact("run.json", "missing or unreadable")]
+    host = run.info.host
+    facts = [Fact("CPU model", host.cpu_model)]
+    if host.machine is not None:
+        same = [h.host_name or "" for h in run.hosts if h.machine is not None and h.machine == host.machine]
+        also = f" (the same machine as {', '.join(same)})" if same else ""
+        facts.append(Fact("Machine fingerprint", host.machine.fingerprint + also))
+    else:
+        facts.append(Fact("Machine fingerprint", "not recorded"))
+    facts += [Fact("OS", host.os), Fact("Python", host.python)]
+    return facts
+
+
+def several_notes(run: Run, views: tuple[MachineView, ...]) -> list[str]:
+    """Machines that share a CPU model (one kind of machine, or two), names that disagree, and
+    each machine's own notes, named by machine."""
+    notes = same_model_notes([v.identity for v in views if v.written])  # a machine that recorded nothing says nothing
+    for view, host in zip(views, run.hosts, strict=True):
+        said = host.info.host_name if host.info is not None else None
+        if said is not None and said != view.name:
+            notes.append(f"{HOSTS_DIR}/{view.name}/run.json calls its machine {said}")
+        others = sorted({r.host for r in host.results if r.host != view.name}, key=str)
+        if others:
+            named = ", ".join(str(o) if o is not None else "no host" for o in others)
+            notes.append(f"{view.name}: results in its results.jsonl name another machine ({named})")
+        notes += [f"{view.name}: {note}" for note in view.report.notes]
+    return notes
 
 
 def row_labels(results: Sequence[Result], show_launcher: bool) -> dict[int, str]:
@@ -256,7 +421,10 @@ def _subtitle(run: Run) -> str:
     gpus = sorted({r.environment.gpu for r in run.results if r.environment is not None and r.environment.gpu})
     if run.info is not None and run.info.host.gpu and run.info.host.gpu not in gpus:
         gpus.insert(0, run.info.host.gpu)
-    return " · ".join([run.cpu_model, *gpus])
+    machine = run.cpu_model
+    if run.host_name is not None:  # one machine of several: its name, and what tells it from the others
+        machine = f"{run.host_name}: {machine}, fingerprint {run.identity.fingerprint or 'not recorded'}"
+    return " · ".join([machine, *gpus])
 
 
 def _counts(results: tuple[Result, ...]) -> tuple[Fact, ...]:
@@ -346,7 +514,8 @@ def study_table(cells: tuple[CellView, ...], model: str, info: RunInfo | None) -
         note = "float32 matmul peak measured in this run: " + ", ".join(f"{fmt.sig(p)} GFLOP/s" for p in sorted(peaks))
     else:
         note = "no float32 matmul peak was measured in this run, so no share of peak is shown"
-    return StudyTable(model, model_title(model), tuple(_study_row(v, info) for v in timed), note)
+    rows = tuple(_study_row(v, info) for v in timed)
+    return StudyTable(model, model_title(model), rows, note, any(v.result.accuracy is not None for v in timed))
 
 
 def _median(view: CellView) -> float:
@@ -367,6 +536,7 @@ def _study_row(view: CellView, info: RunInfo | None) -> StudyRow:
         flops=fmt.si(result.flops, "FLOP") if result.flops > 0 else "—",
         gflops=fmt.sig(figs.gflops) if figs.gflops is not None else "—",
         peak_share=share,
+        accuracy=fmt.accuracy(result.accuracy) if result.accuracy is not None else "—",
     )
 
 
@@ -497,14 +667,21 @@ def _point_flags(spec: ReportSpec, figs: PointFigures) -> list[str]:
 
 def run_facts(run: Run) -> list[Fact]:
     info = run.info
+    machine = [Fact("Machine", f"{run.host_name}, one machine of this run")] if run.host_name is not None else []
+    if run.several:
+        machine = [Fact("Machines", ", ".join(h.host_name or "" for h in run.hosts))]
     if info is None:
-        return [Fact("Run", run.run_id), Fact("run.json", "missing or unreadable")]
-    facts = [Fact("Run", info.run_id), Fact("Launcher", info.launcher), Fact("Started", info.started_at)]
+        return [Fact("Run", run.run_id), *machine, Fact("run.json", "missing or unreadable")]
+    facts = [Fact("Run", info.run_id), *machine, Fact("Launcher", info.launcher), Fact("Started", info.started_at)]
     facts.append(Fact("Finished", info.finished_at or "not recorded (interrupted?)"))
     duration = _duration(info.started_at, info.finished_at)
     if duration is not None:
         facts.append(Fact("Duration", duration))
-    facts.append(Fact("Docker engine", info.docker_version or "—"))
+    if run.several:
+        engines = [f"{h.host_name} {h.info.docker_version}" for h in run.hosts if h.info and h.info.docker_version]
+        facts.append(Fact("Docker engines", ", ".join(engines) or "—"))
+    else:
+        facts.append(Fact("Docker engine", info.docker_version or "—"))
     return facts
 
 
@@ -524,12 +701,15 @@ def _parse_time(text: str) -> datetime:
 
 
 def host_facts(run: Run) -> list[Fact]:
-    """The machine as run.json recorded it (the host, not a container's view of it)."""
+    """The machine as run.json recorded it (the host, not a container's view of it), with its identity
+    (fingerprint, dispatch flags, caches...: from the cells when run.json is missing)."""
+    identity = [Fact(label, value) for label, value in identity_facts(run.machine)]
     if run.info is None:
-        return [Fact("CPU model", run.cpu_model)]
+        return [Fact("CPU model", run.cpu_model), *identity]
     host, info = run.info.host, run.info
     facts = [
         Fact("CPU model", host.cpu_model),
+        *identity,
         Fact("Logical CPUs", str(host.cpu_count)),
         Fact("CPUs available (cpuset)", f"{host.cpus_available} ({host.cpuset})"),
         Fact("Memory", fmt.gib(host.memory_bytes)),
@@ -539,9 +719,13 @@ def host_facts(run: Run) -> list[Fact]:
     ]
     if host.load_avg_1m is not None:
         facts.append(Fact("Load average (1 min) at start", f"{host.load_avg_1m:.2f}"))
-    peak = info.matmul_peak_gflops or host.matmul_peak_gflops
+    peak = _peak(info)
     facts.append(Fact("float32 matmul peak", f"{fmt.sig(peak)} GFLOP/s" if peak else "not measured"))
     return facts
+
+
+def _peak(info: RunInfo | None) -> float | None:
+    return (info.matmul_peak_gflops or info.host.matmul_peak_gflops) if info is not None else None
 
 
 def variant_facts(results: Sequence[Result], info: RunInfo | None, show_launcher: bool) -> list[VariantFacts]:
@@ -600,4 +784,10 @@ def _notes(run: Run, comparison_notes: list[str]) -> list[str]:
     cpus = sorted({r.environment.cpu_model for r in run.results if r.environment is not None})
     if run.info is not None and any(c != run.info.host.cpu_model for c in cpus):
         notes.append(f"cells report other CPU models than the host ({', '.join(cpus)})")
+    machine = run.info.host.machine if run.info is not None else None
+    prints = sorted({e.machine.fingerprint for r in run.results if (e := r.environment) and e.machine})
+    if machine is not None and any(fp != machine.fingerprint for fp in prints):
+        notes.append(
+            f"cells report other machine fingerprints than the host's {machine.fingerprint} ({', '.join(prints)})"
+        )
     return notes

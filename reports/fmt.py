@@ -1,8 +1,21 @@
-"""Number formatting shared by the Markdown and HTML reports, so both pages say the same thing."""
+"""Formatting shared by the Markdown and HTML reports, so both pages say the same thing.
+
+``visible`` makes text from a result file safe to show in either: control characters (a NUL, an
+escape sequence) and the bidirectional controls that can make a page read differently from what
+it holds (U+202E RIGHT-TO-LEFT OVERRIDE and kin) are shown as ``<U+202E>`` instead of acting.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control and bidirectional-control characters shown as ``<U+XXXX>`` (tab, newline kept)."""
+    return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
 
 
 def sig(value: float, digits: int = 3) -> str:
@@ -53,3 +66,8 @@ def percent(value: float) -> str:
 
 def signed_percent(value: float) -> str:
     return f"{value:+.1f}%"
+
+
+def accuracy(share: float) -> str:
+    """A test accuracy (a share of the test images) as a percentage to two decimals: 88.12%."""
+    return f"{100.0 * share:.2f}%"

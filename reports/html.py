@@ -2,12 +2,13 @@
 
 Autoescaping is on for every template, so any string from a result file (an error message, a
 build fact, a variant name) is text on the page, never markup. The only strings marked safe are
-the SVG documents matplotlib wrote, whose text matplotlib escapes itself.
+the SVG documents matplotlib wrote, whose text matplotlib escapes itself. The only links are ours:
+home, and a several-machine run's reports of its machines (percent-encoded paths under hosts/).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from markupsafe import Markup
 from . import charts, fmt
 from .cells import model_title
 from .content import CellView, ComparisonGroup, Report, SweepSection
-from .markdown import comparison_legend
+from .markdown import MACHINES_INTRO, MATRIX_LEGEND, across_legend, comparison_legend, median_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -36,9 +37,17 @@ def jinja_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_visible,
     )
-    env.globals.update(fmt=fmt, model_title=model_title, zip=zip)
+    env.globals.update(fmt=fmt, model_title=model_title, zip=zip, fmt_median=median_text)
     return env
+
+
+def _visible(value: Any) -> Any:
+    """Every printed string shows its control characters instead of obeying them (markup is ours: kept)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return fmt.visible(value)
+    return value
 
 
 def render_template(name: str, **context: Any) -> str:
@@ -53,6 +62,8 @@ class ReportCharts:
     samples: dict[str, Markup] = field(default_factory=dict)
     speedups: dict[str, Markup] = field(default_factory=dict)
     sweeps: list[dict[str, Markup]] = field(default_factory=list)  # per sweep section, by model
+    across: Markup | None = None  # a several-machine run: the cells compared across machines
+    training: dict[str, tuple[Markup, Markup]] = field(default_factory=dict)  # by model: loss, accuracy
 
 
 def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts:
@@ -69,6 +80,10 @@ def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts
     for i, group in enumerate(report.groups):
         built.speedups[group.title] = Markup(_speedup_svg(group, f"spd{i}"))
     built.sweeps.extend(_sweep_svgs(section, i) for i, section in enumerate(report.sweeps))
+    built.training.update(_training_svgs(report))
+    if report.across:
+        labels = [f"{model_title(c.model)} · {c.context} · {c.title}" for c in report.across]
+        return replace(built, across=Markup(charts.speedup_chart(report.across, labels, "across")))
     return built
 
 
@@ -88,6 +103,22 @@ def _sweep_svgs(section: SweepSection, index: int) -> dict[str, Markup]:
             prefix=f"sw{index}m{j}",
         )
         drawn[model.model] = Markup(svg)
+    return drawn
+
+
+def _training_svgs(report: Report) -> dict[str, tuple[Markup, Markup]]:
+    """The learning curves of each trained model: loss against step, test accuracy against epoch."""
+    drawn: dict[str, tuple[Markup, Markup]] = {}
+    if report.training is None:
+        return drawn
+    for j, model in enumerate(report.training.models):
+        if not model.loss_lines:
+            continue
+        loss = charts.curve_chart(model.loss_lines, x_label="step", y_label="training loss", prefix=f"tl{j}",
+                                  markers=False)  # fmt: skip
+        accuracy = charts.curve_chart(model.accuracy_lines, x_label="epoch", y_label="test accuracy (%)",
+                                      prefix=f"ta{j}", markers=True)  # fmt: skip
+        drawn[model.model] = (Markup(loss), Markup(accuracy))
     return drawn
 
 
@@ -114,6 +145,17 @@ def _speedup_svg(group: ComparisonGroup, prefix: str) -> str:
 def render_html(report: Report, report_charts_: ReportCharts | None = None, home_href: str | None = None) -> str:
     """The report as one HTML document (charts are drawn here unless given)."""
     drawn = report_charts_ if report_charts_ is not None else report_charts(report)
+    if report.several:
+        return render_template(
+            "several.html.j2",
+            page_title=report.title,
+            report=report,
+            charts=drawn,
+            machines_intro=MACHINES_INTRO,
+            matrix_legend=MATRIX_LEGEND,
+            across_legend=across_legend(report.first_machine),
+            home_href=home_href,
+        )
     return render_template(
         "report.html.j2",
         page_title=report.title,

@@ -1,7 +1,8 @@
 """The Markdown report (tables by tabulate), fit for a README or a GitHub page.
 
 Every string from a result file goes through ``escape``: an error message may hold ``|`` (which
-would split a table cell), newlines, or HTML that GitHub would otherwise interpret.
+would split a table cell), newlines, or HTML that GitHub would otherwise interpret. Links are
+ours: their targets are percent-encoded paths inside the run directory (``hosts/NAME/report.md``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from collections.abc import Iterable, Sequence
 
 from tabulate import tabulate
 
+from frameworks.result import Result
+
 from . import fmt
-from .cells import model_title
+from .cells import figures, model_title
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Comparison
-from .content import Fact, MatrixCell, Report, StudyTable, SweepCell, SweepRow, SweepSection
+from .content import Fact, MatrixCell, MatrixRow, Report, StudyTable, SweepCell, SweepRow, SweepSection
 from .load import LoadProblem
+from .published import PublishedRow, PublishedSection
+from .training import TrainingRow, TrainingSection
 
 _SPECIAL = re.compile(r"([\\`*\[\]|])")
 NOTICE = "Generated from results.jsonl and run.json by `reports`; do not edit by hand."
@@ -23,7 +28,7 @@ NOTICE = "Generated from results.jsonl and run.json by `reports`; do not edit by
 
 def escape(text: str) -> str:
     """Inline-safe Markdown: HTML entities, Markdown punctuation escaped, one line."""
-    text = " ".join(str(text).split())
+    text = " ".join(fmt.visible(str(text)).split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _SPECIAL.sub(r"\\\1", text)
 
@@ -35,13 +40,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def render_markdown(report: Report) -> str:
     """The whole report as one Markdown document (deterministic: no time of rendering in it)."""
+    if report.several:
+        return render_several(report)
     parts = [
         f"# {escape(report.title)}",
         _summary(report),
         _matrix(report),
         _studies(report.studies),
         _comparisons(report),
+        _published(report.published),
         *(_sweep(section) for section in report.sweeps),
+        _training(report.training),
         _environment(report),
         _notes(report.notes, report.problems),
     ]
@@ -50,7 +59,10 @@ def render_markdown(report: Report) -> str:
 
 def _summary(report: Report) -> str:
     counts = ", ".join(f"{f.value} {f.label}" for f in report.counts)
-    lines = [f"**Machine:** {escape(report.subtitle)}  ", f"**Cells:** {counts}  "]
+    label = "Machines" if report.several else "Machine"
+    lines = [f"**{label}:** {escape(report.subtitle)}  ", f"**Cells:** {counts}  "]
+    if report.host_name is not None:
+        lines.append("**Part of a run on several machines:** [the whole run's report](../../report.md)  ")
     if report.scenario_counts:
         by_scenario = "; ".join(f"{escape(f.label)}: {escape(f.value)}" for f in report.scenario_counts)
         lines.append(f"**Scenarios:** {by_scenario}  ")
@@ -60,19 +72,29 @@ def _summary(report: Report) -> str:
 # --- matrix ----------------------------------------------------------------------------------------
 
 
+MATRIX_LEGEND = (
+    "Median latency per image; below it the mean (sd) of the samples in ms, images/s and GFLOP/s. "
+    "★ marks the fastest verified cell for the model on its device; ⚠ flags a cell whose output did not "
+    "match the reference or whose timing is unstable, with the warning's text."
+)
+
+
 def _matrix(report: Report) -> str:
     if not report.matrix:
-        if report.run.results:
-            return "## Matrix\n\nNo latency cell in this run: its other scenarios have sections of their own below."
-        return "## Matrix\n\nNo cell could be read from results.jsonl."
-    legend = (
-        "Median latency per image; below it the mean (sd) of the samples in ms, images/s and GFLOP/s. "
-        "★ marks the fastest verified cell for the model on its device; ⚠ flags a cell whose output did not "
-        "match the reference or whose timing is unstable, with the warning's text."
-    )
-    headers = ["Variant / mode", *(escape(t) for t in report.model_titles)]
-    rows = [[escape(row.label), *(matrix_cell(c) for c in row.cells)] for row in report.matrix]
-    return f"## Matrix\n\n{legend}\n\n{table(headers, rows)}"
+        return f"## Matrix\n\n{empty_matrix(report)}"
+    return f"## Matrix\n\n{MATRIX_LEGEND}\n\n{matrix_table(report.matrix, report.model_titles)}"
+
+
+def empty_matrix(report: Report) -> str:
+    if report.run.results:
+        return "No latency cell in this run: its other scenarios have sections of their own below."
+    return "No cell could be read from results.jsonl."
+
+
+def matrix_table(matrix: tuple[MatrixRow, ...], model_titles: tuple[str, ...]) -> str:
+    headers = ["Variant / mode", *(escape(t) for t in model_titles)]
+    rows = [[escape(row.label), *(matrix_cell(c) for c in row.cells)] for row in matrix]
+    return table(headers, rows)
 
 
 def matrix_cell(cell: MatrixCell | None) -> str:
@@ -107,6 +129,7 @@ STUDY_HEADERS = (
     "GFLOP/s",
     "Share of matmul peak",
 )
+ACCURACY_HEADER = "Test accuracy"  # a study of cells that ran trained weights (--weights trained)
 
 
 def _studies(studies: tuple[StudyTable, ...]) -> str:
@@ -119,9 +142,10 @@ def _studies(studies: tuple[StudyTable, ...]) -> str:
         if study.rows:
             rows = [
                 [escape(r.framework), escape(r.cell), r.params, r.latency, r.fps, r.flops, r.gflops, r.peak_share]
+                + ([r.accuracy] if study.accuracy else [])
                 for r in study.rows
             ]
-            parts.append(table(STUDY_HEADERS, rows))
+            parts.append(table((*STUDY_HEADERS, ACCURACY_HEADER) if study.accuracy else STUDY_HEADERS, rows))
         else:
             parts.append("No cell of this model has timings.")
     return "\n\n".join(parts)
@@ -176,6 +200,33 @@ def _comparisons(report: Report) -> str:
     return "\n\n".join(parts)
 
 
+# --- the answered comparison's published figures -----------------------------------------------------
+
+
+def _published(section: PublishedSection | None) -> str:
+    """Their published means beside our medians, then the build-variant ratios side by side
+    (``reports/published.py`` computes both; the figures are data in reports/data/published.toml)."""
+    if section is None:
+        return ""
+    parts = [f"## {escape(section.title)}", escape(section.intro), "\n".join(f"- {escape(s)}" for s in section.sources)]
+    headers = ["Source", "As published", *(f"{t} (published, mean)" for t in section.model_titles),
+               "Ours: variant / mode", *(f"{t} (ours, median)" for t in section.model_titles)]  # fmt: skip
+    parts.append(table(headers, [published_row(r) for r in section.rows]))
+    parts += ["### Build-variant ratios, published and here", escape(section.legend)]
+    ratio_rows = []
+    for ratio in section.ratios:
+        for source, values in ratio.published:
+            ratio_rows.append([escape(ratio.title), escape(f"published ({source})"), *map(escape, values)])
+        ratio_rows.append([escape(ratio.title), "ours (this machine)", *map(escape, ratio.ours)])
+    parts.append(table(["Ratio", "From", *section.model_titles], ratio_rows))
+    return "\n\n".join(parts)
+
+
+def published_row(row: PublishedRow) -> list[str]:
+    label = escape(row.label) + "".join(f"<br>⚠ {escape(f)}" for f in row.flags)
+    return [escape(row.source), label, *map(escape, row.theirs), escape(row.ours_label), *map(escape, row.ours)]
+
+
 # --- sweeps ------------------------------------------------------------------------------------------
 
 
@@ -213,6 +264,7 @@ def facts_table(facts: Iterable[Fact]) -> str:
 
 def code_block(text: str) -> str:
     """A fenced block longer than any run of backticks inside it, so nothing can close it early."""
+    text = fmt.visible(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}bash\n{text}\n{fence}"
@@ -227,7 +279,12 @@ VARIANT_HEADERS = (
 def _environment(report: Report) -> str:
     parts = ["## Environment", "### Run", facts_table(report.run_facts)]
     parts += ["### Command to reproduce", code_block(report.command) if report.command else "Not recorded."]
-    parts += ["### Host", facts_table(report.host_facts)]
+    host = (
+        "Orchestrating machine (where the runner ran; the cells ran on the machines above)"
+        if report.several
+        else "Host"
+    )
+    parts += [f"### {host}", facts_table(report.host_facts)]
     if report.settings:
         parts += ["### Settings", facts_table(report.settings)]
     if report.variants:
@@ -256,3 +313,154 @@ def _notes(notes: tuple[str, ...], problems: tuple[LoadProblem, ...]) -> str:
     if problems:
         parts += ["## Skipped or superseded lines", "\n".join(f"- {escape(str(p))}" for p in problems)]
     return "\n\n".join(parts)
+
+
+# --- a run on several machines -------------------------------------------------------------------------
+
+
+MACHINES_INTRO = (
+    "Timings of different machines are never put in one table: each machine has its own matrix below, and "
+    "its full report (per-model tables, comparisons, sweeps, variants) beside its files in hosts/NAME/. "
+    "A machine is known by its fingerprint (of its CPU's vendor, family, model, stepping, model name, the "
+    "instruction-set extensions kernels dispatch on, caches, cores and threads, and whether it runs under a "
+    "hypervisor), not by its CPU model string, which a hypervisor may make the same for different hardware. "
+    "Rows marked ≠ differ between the machines."
+)
+
+
+def render_several(report: Report) -> str:
+    """A several-machine run: the machines side by side, a matrix each, the cells they share compared."""
+    parts = [
+        f"# {escape(report.title)}",
+        _summary(report),
+        _machines(report),
+        _machine_matrices(report),
+        _across(report),
+        _environment(report),
+        _notes(report.notes, report.problems),
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def link(text: str, href: str) -> str:
+    """A Markdown link to one of our own files (``href`` is already a percent-encoded relative path)."""
+    return f"[{escape(text)}]({href})"
+
+
+def _machines(report: Report) -> str:
+    headers = ["", *(escape(v.name) for v in report.machines)]
+    rows = [
+        [escape(r.label) + (" ≠" if r.differs else ""), *(escape(v) for v in r.values)] for r in report.machine_rows
+    ]
+    reports = [link("report.md", f"{v.href}report.md") if v.written else "not written" for v in report.machines]
+    rows.append(["Full report", *reports])
+    return "\n\n".join(["## Machines", MACHINES_INTRO, table(headers, rows)])
+
+
+def _machine_matrices(report: Report) -> str:
+    parts = ["## Matrix of each machine", MATRIX_LEGEND]
+    for view in report.machines:
+        machine = view.identity
+        print_ = machine.fingerprint or "no fingerprint"
+        parts.append(f"### {escape(view.name)}")
+        parts.append(f"{escape(machine.cpu_model)} · fingerprint {escape(print_)}")
+        sub = view.report
+        parts.append(matrix_table(sub.matrix, sub.model_titles) if sub.matrix else empty_matrix(sub))
+    return "\n\n".join(parts)
+
+
+ACROSS_HEADERS = (
+    "Model",
+    "Variant / mode",
+    "Baseline machine",
+    "Baseline (ms/img)",
+    "Machine",
+    "Median (ms/img)",
+    "Speedup",
+    "95% CI",
+    "p",
+    "Significant",
+)
+
+
+def across_legend(first: str) -> str:
+    return (
+        "The same latency cell (variant, mode, model, launcher, device and scenario identity) on each machine, "
+        f"against a baseline machine: the first, {first}, or for a cell it has no timings of, the first machine "
+        "that has. Speedup = median time per image on the baseline machine / that on this machine (above 1: this "
+        "machine is faster). "
+        f"{CI_LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES} resamples); p from a two-sided Mann-Whitney U "
+        f"test; significant when p < {ALPHA} and the interval excludes 1."
+    )
+
+
+def _across(report: Report) -> str:
+    parts = ["## Across machines"]
+    if report.across:
+        parts.append(escape(across_legend(report.first_machine)))
+        parts.append(table(ACROSS_HEADERS, [across_row(c) for c in report.across]))
+    else:
+        parts.append("No latency cell was measured on two machines.")
+    if report.across_gaps:
+        parts += ["### Not compared on every machine", "\n".join(f"- {escape(g)}" for g in report.across_gaps)]
+    return "\n\n".join(parts)
+
+
+def median_text(result: Result) -> str:
+    """A cell's median in ms per image, from its samples ("—" without timings)."""
+    figs = figures(result)
+    return fmt.sig(figs.median_ms) if figs is not None else "—"
+
+
+def across_row(c: Comparison) -> list[str]:
+    s = c.speedup
+    return [
+        escape(model_title(c.model)),
+        escape(c.context),
+        escape(c.baseline_label),
+        median_text(c.baseline),
+        escape(c.candidate_label),
+        median_text(c.candidate),
+        fmt.ratio(s.ratio),
+        fmt.interval(s.ci_low, s.ci_high),
+        fmt.p_value(s.p_value),
+        "yes" if s.significant else "no",
+    ]
+
+
+# --- training -------------------------------------------------------------------------------------------
+
+TRAINING_HEADERS = (
+    *("Framework", "Version", "Variant / mode", "First epoch", "Epoch time", "Images/s"),
+    *("Test accuracy", "Peak memory", "Fidelity", "Time vs PyTorch eager", "95% CI"),
+)
+
+
+def _training(section: TrainingSection | None) -> str:
+    """The train scenario: per model the table, the test accuracy after each epoch, and how far the
+    cells' losses are apart (the curves themselves are the HTML report's charts)."""
+    if section is None:
+        return ""
+    parts = ["## Training", escape(section.intro), escape(section.legend)]
+    for model in section.models:
+        parts += [f"### {escape(model.title)}", f"Relative times against: {escape(model.baseline)}."]
+        parts.append(table(TRAINING_HEADERS, [training_row(r) for r in model.rows]))
+        if model.accuracy_rows:
+            headers = ["Variant / mode", *(f"epoch {n}" for n in model.epochs)]
+            rows = [[escape(label), *values] for label, values in model.accuracy_rows]
+            parts += ["Test accuracy after each epoch:", table(headers, rows)]
+        if model.agreement:
+            lines = [f"- {escape(a.what)}: {escape(a.spread)} ({escape(a.between)})" for a in model.agreement]
+            parts += ["Largest relative difference of the training loss between cells:", "\n".join(lines)]
+        if model.notes:
+            parts.append("\n".join(f"- ⚠ {escape(n)}" for n in model.notes))
+    return "\n\n".join(parts)
+
+
+def training_row(row: TrainingRow) -> list[str]:
+    label = escape(row.label) + "".join(f"<br>⚠ {escape(f)}" for f in row.flags)
+    head = [escape(row.framework), escape(row.version), label]
+    if not row.ok:
+        return [*head, f"**{escape(row.reason)}**", *(["—"] * (len(TRAINING_HEADERS) - 4))]
+    return [*head, row.first_epoch, row.epoch_time, row.images_per_s, row.accuracy, row.peak_memory, row.fidelity,
+            row.relative, row.interval]  # fmt: skip

@@ -1,8 +1,12 @@
 """The static site: an index of runs, one page per run, ``latest/``, and per-machine history.
 
-Timings are only comparable on the same hardware, so runs are grouped by CPU model: each
-machine gets its own section on the index and its own history page, and no table ever holds
-runs from two CPU models. On a history page every cell is charted run after run, and the
+Timings are only comparable on the same hardware, so runs are grouped by machine: by the
+fingerprint of what its kernels dispatch on (``load.MachineIdentity``), never by the CPU model
+string, which a hypervisor may make the same ("AMD EPYC") for an AVX2-only part and an AVX-512 one.
+Results written before schema 3 have no fingerprint: they are a machine of their own, keyed by
+their CPU model as before. A run on several machines files each machine's part under that
+machine. Each machine gets its own section on the index and its own history page, and no table
+ever holds two machines' timings. On a history page every cell is charted run after run, and the
 latest run is tested against the one before it: slower by more than ``REGRESSION`` *and*
 significant (Mann-Whitney U and bootstrap interval) is flagged as a regression.
 
@@ -11,7 +15,8 @@ Layout (ready for GitHub Pages; ``.nojekyll`` keeps Pages from filtering files):
     SITE/index.html
     SITE/latest/index.html, report.html, report.md      the newest run
     SITE/runs/<run>/report.html, report.md               every run
-    SITE/machines/<cpu>.html                             history for one CPU model
+    SITE/runs/<run>/hosts/<name>/report.html, report.md  each machine of a run on several machines
+    SITE/machines/<cpu>-<fingerprint>.html               history for one machine
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import itertools
 import re
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -41,15 +47,16 @@ from .cells import (
 )
 from .compare import Speedup, compare_samples
 from .html import render_template
-from .load import Run, load_run
-from .render import HTML_NAME, write_reports
+from .load import FINGERPRINT_KEY, HOSTS_DIR, Run, host_dir_name, load_run
+from .render import HTML_NAME, MARKDOWN_NAME, write_reports
 
 REGRESSION = 0.05  # slower by more than 5% (and significant) is a regression
 MARKER = ".dlbench-site"  # written into every site, so a re-publish may clear what it made before
 OWNED = ("index.html", "latest", "runs", "machines")
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
-HistoryKey = tuple[CellKey, str]  # the cell (its one definition) and, off the CPU, the GPU it ran on
+HistoryKey = tuple[CellKey, str]  # the cell (without the host's name) and, off the CPU, the GPU it ran on
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,46 @@ class SiteRun:
     @property
     def href(self) -> str:
         return f"runs/{self.slug}/{HTML_NAME}"
+
+    @property
+    def machines_text(self) -> str:
+        """What the run ran on: its CPU model, or each machine's name and CPU model."""
+        if not self.run.several:
+            return self.run.cpu_model
+        return ", ".join(f"{h.host_name}: {h.cpu_model}" for h in self.run.hosts)
+
+
+@dataclass(frozen=True)
+class MachineRun:
+    """One machine's part of a published run: the run itself on one machine, or one of its hosts."""
+
+    site_run: SiteRun
+    run: Run  # that machine's Run (the whole run on one machine)
+
+    @property
+    def host_name(self) -> str | None:
+        return self.run.host_name
+
+    @property
+    def title(self) -> str:
+        """The run's id, with the machine's name in a several-machine run (its history's x axis)."""
+        return f"{self.run.run_id} ({self.host_name})" if self.host_name is not None else self.run.run_id
+
+    @property
+    def href(self) -> str:
+        """This machine's report: the run's, or its own under hosts/ in a several-machine run."""
+        return f"{self.dir_href}{HTML_NAME}"
+
+    @property
+    def markdown_href(self) -> str:
+        return f"{self.dir_href}{MARKDOWN_NAME}"
+
+    @property
+    def dir_href(self) -> str:
+        base = f"runs/{self.site_run.slug}/"
+        if self.host_name is None or not self.run.recorded:  # a machine that recorded nothing has no report
+            return base
+        return f"{base}{HOSTS_DIR}/{quote(host_dir_name(self.host_name), safe='')}/"
 
     @property
     def counts(self) -> str:
@@ -105,15 +152,25 @@ class MachineModel:
 
 
 @dataclass(frozen=True)
-class Machine:
+class SiteMachine:
+    """One machine of the site: every run (or part of a run) it measured, newest first."""
+
+    key: str  # ``MachineIdentity.key``: its fingerprint, or its CPU model for results without one
+    name: str  # what its newest run calls it: the host name in a several-machine run, else the CPU model
+    names: tuple[str, ...]  # every name it went by, newest first
     cpu_model: str
+    fingerprint: str | None
     slug: str
-    runs: tuple[SiteRun, ...]  # newest first
+    runs: tuple[MachineRun, ...]  # newest first
     models: tuple[MachineModel, ...] = ()
 
     @property
     def href(self) -> str:
         return f"machines/{self.slug}.html"
+
+    @property
+    def other_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n != self.name)
 
     @property
     def regressions(self) -> list[Change]:
@@ -196,18 +253,43 @@ def unique_slugs(names: list[str]) -> list[str]:
     return out
 
 
-def machine_slug(cpu_model: str) -> str:
-    """Readable and collision-free: two CPU names that clean to the same text still differ."""
-    digest = hashlib.sha256(cpu_model.encode()).hexdigest()[:8]
-    return f"{slug(cpu_model, 'machine')[:60]}-{digest}"
+def machine_slug(cpu_model: str, fingerprint: str | None = None) -> str:
+    """Readable and collision-free: two CPU names that clean to the same text still differ, and two
+    machines of one CPU model differ by their fingerprint (a fingerprint that is not 16 hex digits
+    is never put in a file name as it is)."""
+    if fingerprint is None:
+        digest = hashlib.sha256(cpu_model.encode()).hexdigest()[:8]
+        return f"{slug(cpu_model, 'machine')[:60]}-{digest}"
+    tail = fingerprint if _FINGERPRINT.fullmatch(fingerprint) else hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    return f"{slug(cpu_model, 'machine')[:60]}-{tail}"
 
 
-def group_machines(site_runs: list[SiteRun]) -> list[Machine]:
-    """Runs by CPU model, machines ordered by their newest run (runs stay newest first)."""
-    groups: dict[str, list[SiteRun]] = defaultdict(list)
+def group_machines(site_runs: list[SiteRun]) -> list[SiteMachine]:
+    """Each run's machines by machine key (fingerprint, else CPU model), ordered by their newest run.
+
+    A run on several machines files each of its machines under that machine; two of its machines
+    with one fingerprint are one kind of machine and share a history.
+    """
+    groups: dict[str, list[MachineRun]] = defaultdict(list)
     for site_run in site_runs:
-        groups[site_run.run.cpu_model].append(site_run)
-    return [Machine(cpu, machine_slug(cpu), tuple(runs)) for cpu, runs in groups.items()]
+        for machine_run in filed_runs(site_run.run):
+            groups[machine_run.identity.key].append(MachineRun(site_run, machine_run))
+    return [_site_machine(key, runs) for key, runs in groups.items()]
+
+
+def filed_runs(run: Run) -> tuple[Run, ...]:
+    """The machines a run is filed under: each machine that recorded anything (a host run.json names
+    but that never wrote a file is no machine anyone knows; the run's own report lists it)."""
+    recorded = tuple(r for r in run.machine_runs if r.recorded)
+    return recorded or run.machine_runs
+
+
+def _site_machine(key: str, runs: list[MachineRun]) -> SiteMachine:
+    identity = runs[0].run.identity
+    names = tuple(dict.fromkeys(r.run.identity.name for r in runs))
+    fingerprint = key.removeprefix(FINGERPRINT_KEY) if key.startswith(FINGERPRINT_KEY) else None
+    slug_ = machine_slug(identity.cpu_model, fingerprint)
+    return SiteMachine(key, names[0], names, identity.cpu_model, fingerprint, slug_, tuple(runs))
 
 
 # --- history on one machine -------------------------------------------------------------------
@@ -215,30 +297,31 @@ def group_machines(site_runs: list[SiteRun]) -> list[Machine]:
 
 def history_key(result: Result) -> HistoryKey:
     """A cell across runs: ``Result.key()`` (scenario, variant, launcher, framework, mode, model,
-    device, identity), and the GPU it ran on: a new GPU starts a new history."""
+    device, identity) without the runner's name for the host (the machine is the page's, by
+    fingerprint, whatever a run called it), and the GPU it ran on: a new GPU starts a new history."""
     gpu = result.environment.gpu if result.device != "cpu" and result.environment is not None else None
-    return result.key(), gpu or ""
+    return replace(result.key(), host=""), gpu or ""
 
 
-def build_machine(machine: Machine) -> Machine:
+def build_machine(machine: SiteMachine) -> SiteMachine:
     """Collect every latency cell's history on this machine (oldest run first) and test each latest change.
 
     Sweep scenarios have no history page: their points are shown on each run's own report.
     """
     oldest_first = list(reversed(machine.runs))
-    series: dict[HistoryKey, list[tuple[SiteRun, Result]]] = defaultdict(list)
-    for site_run in oldest_first:
-        for result in site_run.run.results:
+    series: dict[HistoryKey, list[tuple[MachineRun, Result]]] = defaultdict(list)
+    for machine_run in oldest_first:
+        for result in machine_run.run.results:
             if is_latency(result) and result.status == "ok" and per_image_samples(result).size >= 2:
-                series[history_key(result)].append((site_run, result))
+                series[history_key(result)].append((machine_run, result))
     show_launcher = mixed_launchers(r for run in machine.runs for r in run.run.results)
     models = model_order(key.model for key, _ in series)
     built = tuple(_machine_model(i, model, series, show_launcher) for i, model in enumerate(models))
-    return Machine(machine.cpu_model, machine.slug, machine.runs, built)
+    return replace(machine, models=built)
 
 
 def _machine_model(
-    index: int, model: str, series: dict[HistoryKey, list[tuple[SiteRun, Result]]], show_launcher: bool
+    index: int, model: str, series: dict[HistoryKey, list[tuple[MachineRun, Result]]], show_launcher: bool
 ) -> MachineModel:
     keys = sorted((k for k in series if k[0].model == model), key=lambda k: row_sort_key(series[k][-1][1]))
     histories, changes = [], []
@@ -255,9 +338,9 @@ def _machine_model(
                 Change(
                     title,
                     len(points),
-                    prev_run.run.run_id,
+                    prev_run.title,
                     _median_ms(prev),
-                    last_run.run.run_id,
+                    last_run.title,
                     _median_ms(last),
                     steps[-1],
                 )
@@ -276,21 +359,23 @@ def _median_ms(result: Result) -> float:
     return figs.median_ms if figs is not None else float("nan")
 
 
-def _point(entry: tuple[SiteRun, Result], step: Speedup | None) -> charts.HistoryPoint:
-    site_run, result = entry
+def _point(entry: tuple[MachineRun, Result], step: Speedup | None) -> charts.HistoryPoint:
+    machine_run, result = entry
     figs = figures(result)
     assert figs is not None
-    when = site_run.run.started_at[:16].replace("T", " ") or site_run.run.run_id
+    when = machine_run.run.started_at[:16].replace("T", " ") or machine_run.run.run_id
+    if machine_run.host_name is not None:
+        when = f"{when} {machine_run.host_name}"
     flagged = step is not None and classify(step) == "regression"
     return charts.HistoryPoint(when, figs.median_ms, figs.ci_low_ms, figs.ci_high_ms, flagged)
 
 
-def write_machine_page(machine: Machine, site_dir: Path) -> Path:
+def write_machine_page(machine: SiteMachine, site_dir: Path) -> Path:
     path = site_dir / machine.href
     path.parent.mkdir(parents=True, exist_ok=True)
     html = render_template(
         "machine.html.j2",
-        page_title=f"History: {machine.cpu_model}",
+        page_title=f"History: {machine.name}",
         machine=machine,
         threshold=REGRESSION,
         fmt=fmt,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .content import build_report
+from .content import Report, build_report
 from .html import render_html, report_charts
-from .load import Run, load_run
+from .load import HOSTS_DIR, Run, load_run
 from .markdown import render_markdown
 
 MARKDOWN_NAME = "report.md"
@@ -27,9 +27,14 @@ def render_run(run_dir: Path, out_dir: Path | None = None, *, log_scale: bool | 
 def write_reports(run: Run, targets: list[tuple[Path, str | None]], *, log_scale: bool | None = None) -> list[Path]:
     """Both files into each (directory, link home) target, computing and drawing only once.
 
-    The site needs one run in two places (its own page and ``latest/``) at different depths.
+    The site needs one run in two places (its own page and ``latest/``) at different depths. A run
+    on several machines also gets each machine's full report in ``hosts/NAME/`` of each target (in
+    the run directory: beside that machine's own files).
     """
-    report = build_report(run)
+    return write_report(build_report(run), targets, log_scale)
+
+
+def write_report(report: Report, targets: list[tuple[Path, str | None]], log_scale: bool | None) -> list[Path]:
     markdown = render_markdown(report)
     drawn = report_charts(report, log_scale)
     written: list[Path] = []
@@ -39,4 +44,13 @@ def write_reports(run: Run, targets: list[tuple[Path, str | None]], *, log_scale
         markdown_path.write_text(markdown, encoding="utf-8")
         html_path.write_text(render_html(report, drawn, home_href=home_href), encoding="utf-8")
         written += [markdown_path, html_path]
+    for view in report.machines:
+        if view.written:
+            inner = [(out_dir / HOSTS_DIR / view.dir_name, _deeper(home)) for out_dir, home in targets]
+            written += write_report(view.report, inner, log_scale)
     return written
+
+
+def _deeper(home_href: str | None) -> str | None:
+    """The link home from two directories further down (``hosts/NAME/``)."""
+    return f"../../{home_href}" if home_href is not None else None

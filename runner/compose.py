@@ -12,9 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from frameworks.compose_entry import USER_ENV
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIO_ENV
 
 from .catalog import REPO_ROOT, Catalog, Variant
+from .docker_launcher import PIDS_LIMIT
 from .images import catalog_build_args
 
 COMPOSE_PATH = REPO_ROOT / "docker-compose.yml"
@@ -24,13 +26,23 @@ HEADER = """\
 # One service per variant; the runner builds these images itself (python -m runner build), compose
 # can too: where no registry answers, build on the Debian-built base image:
 #   DLBENCH_BASE_IMAGE=dlbench/base:bookworm docker-compose build cpu-numpy-openblas
-#   mkdir -p results && DLBENCH_USER=$(id -u):$(id -g) docker-compose up cpu-numpy-openblas
+#   DLBENCH_BASE_IMAGE_BULLSEYE=dlbench/base:bullseye docker-compose build cpu-caffe-openblas   (Debian bullseye's)
+#   docker-compose up cpu-numpy-openblas       (results/cpu-numpy-openblas.jsonl, the caller's own file)
 # The scenario is latency unless DLBENCH_SCENARIO says otherwise (throughput, threads):
 #   DLBENCH_SCENARIO=throughput docker-compose up cpu-onnxruntime
 """
-BASE_IMAGE_VAR = "DLBENCH_BASE_IMAGE"
-USER_VAR = "DLBENCH_USER"
-IMAGE_USER = "10001:10001"  # the unprivileged user the Dockerfiles create
+BASE_IMAGE_VAR = "DLBENCH_BASE_IMAGE"  # the bookworm images' base; each other release has its own variable
+
+
+def base_image_var(release: str) -> str:
+    """``DLBENCH_BASE_IMAGE`` for bookworm images, ``DLBENCH_BASE_IMAGE_BULLSEYE`` for bullseye ones: one
+    override must not put an image on another Debian release."""
+    from .base_image import DEFAULT_RELEASE
+
+    return BASE_IMAGE_VAR if release == DEFAULT_RELEASE else f"{BASE_IMAGE_VAR}_{release.upper()}"
+
+
+ENTRY_CAPABILITIES = ("SETUID", "SETGID", "CHOWN")  # compose_entry's, given up before the benchmark starts
 
 
 class ComposeError(ValueError):
@@ -38,21 +50,17 @@ class ComposeError(ValueError):
 
 
 def service_command(variant: Variant) -> list[str]:
-    """Only this variant's framework (``--all`` with ``--framework``), on its device, into its own file.
+    """Only this variant's framework (``--all`` with ``--framework``), on its device, into its own file;
+    a variant that runs some of the framework's modes names each (``--mode`` once per mode).
 
     The scenario is ``$DLBENCH_SCENARIO`` (compose interpolates it; unset: latency), so
     ``DLBENCH_SCENARIO=throughput docker compose up cpu-torch`` sweeps batch sizes instead.
     """
     command = ["python", "-m", "frameworks.predict", "--framework", variant.framework, "--all"]
     command += ["--device", variant.device]
-    framework_modes = _framework_modes(variant.framework)
-    if tuple(variant.modes) != framework_modes:
-        if len(variant.modes) != 1:
-            raise ComposeError(
-                f"variant {variant.name}: predict takes one --mode or all of them; "
-                f"{', '.join(variant.modes)} is neither"
-            )
-        command += ["--mode", variant.modes[0]]
+    if tuple(variant.modes) != _framework_modes(variant.framework):
+        for mode in variant.modes:
+            command += ["--mode", mode]
     return [*command, "--scenario", SCENARIO_ARG, "--output", f"{RESULTS}/{variant.name}.jsonl"]
 
 
@@ -73,17 +81,26 @@ def _escape(value: str) -> str:
 def service(variant: Variant) -> dict[str, Any]:
     image = variant.image
     args = {k: _escape(v) for k, v in catalog_build_args(image).items()}
-    args["BASE_IMAGE"] = f"${{{BASE_IMAGE_VAR}:-{_escape(image.base_image)}}}"
+    args["BASE_IMAGE"] = f"${{{base_image_var(image.release)}:-{_escape(image.base_image)}}}"
     body: dict[str, Any] = {
         "image": image.tag,
         "build": {"context": ".", "dockerfile": image.dockerfile, "network": "host", "args": args},
         "command": [c if c == SCENARIO_ARG else _escape(c) for c in service_command(variant)],
     }
-    if variant.env:
-        body["environment"] = {k: _escape(v) for k, v in sorted(variant.env.items())}
+    body["environment"] = {
+        **{k: _escape(v) for k, v in sorted(variant.env.items())},
+        USER_ENV: f"${{{USER_ENV}:-}}",  # who the benchmark runs as, when the caller says (see compose_entry)
+    }
     body.update(
         {
-            "user": f"${{{USER_VAR}:-{IMAGE_USER}}}",
+            # Root only until compose_entry has given the results directory's owner (or 10001) the results
+            # file and become that user: the benchmark itself runs unprivileged, with no capabilities.
+            "user": "0:0",
+            "entrypoint": ["python", "-m", "frameworks.compose_entry"],
+            "cap_drop": ["ALL"],
+            "cap_add": list(ENTRY_CAPABILITIES),
+            "security_opt": ["no-new-privileges:true"],
+            "pids_limit": PIDS_LIMIT,
             "network_mode": "none",
             "read_only": True,
             "tmpfs": ["/tmp:exec"],  # Docker mounts tmpfs noexec by default; torch.compile dlopens from /tmp
@@ -123,6 +140,8 @@ def _yaml(value: dict[str, Any], indent: int) -> list[str]:
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):  # Compose v1 checks types: pids_limit must be a number, not "4096"
+        return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     return json.dumps(str(value))

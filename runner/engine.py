@@ -42,3 +42,37 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as one short line for a log or a failed cell (a Docker error can be pages long)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:limit]
+
+
+ENGINE_LOST = "the Docker engine stopped answering"
+
+
+class EngineLost(RuntimeError):
+    """The engine stopped answering mid-run: the matrix ends with one line and a distinct exit code.
+
+    ``result`` is the failed result of the cell it took with it, if any (recorded before the run
+    ends, and redone by ``--resume`` once an engine answers).
+    """
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def engine_answers(client: DockerClient, attempts: int = 3, delay_s: float = 1.0) -> bool:
+    """Whether the engine answers a ping, asked a few times (one dropped request is no lost engine)."""
+    import contextlib
+    import time
+
+    for attempt in range(attempts):
+        try:
+            # Fresh connections: a pooled one to an engine that is shutting down may still answer
+            # while new ones (its socket already removed) cannot.
+            with contextlib.suppress(Exception):
+                client.api.close()
+            client.ping()
+            return True
+        except Exception:  # any failure to get an answer counts: the SDK raises several kinds
+            if attempt + 1 < attempts:
+                time.sleep(delay_s)
+    return False

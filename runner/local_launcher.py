@@ -23,14 +23,29 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from frameworks.environment import THREAD_ENV
 from frameworks.result import Result
 
 from .catalog import REPO_ROOT, CatalogError, ImageSpec, Variant, load_catalog
-from .matrix import Cell, Log, Prepared, Settings, interpret, parse_cpuset, runner_result
+from .exclusive import ENV_DEADLINE, ENV_RUN, ENV_RUNNER, WAIT_POLL_S, Tags, deadline, parse_deadline, runner_id
+from .matrix import (
+    OUTPUT_MAX_BYTES,
+    Cell,
+    Log,
+    Prepared,
+    Settings,
+    cache_dir,
+    inputs_root,
+    interpret,
+    parse_cpuset,
+    runner_result,
+)
 
 GENERIC_DOCKERFILE = "docker/Dockerfile"
 MARKER = ".dlbench-venv.json"
@@ -40,10 +55,6 @@ CUDA_ONLY_DOCKER = "the local launcher runs CPU variants only"
 
 class VenvError(RuntimeError):
     """A virtualenv that could not be built: one line naming the image and pip's error."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DLBENCH_CACHE") or Path.home() / ".cache" / "dlbench")
 
 
 def venv_dir(image_name: str) -> Path:
@@ -63,8 +74,15 @@ def venv_id(image: ImageSpec) -> str:
 
 def unsupported(variant: Variant) -> str | None:
     """Why the local launcher cannot run ``variant`` faithfully, or None when it can."""
+    if variant.unavailable_reason:
+        return variant.unavailable_reason
     if variant.device != "cpu":
         return CUDA_ONLY_DOCKER
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if variant.image.python != host:
+        # Caffe, Caffe2, Chainer, NNabla: Debian bullseye's Python 3.9; a venv of this interpreter is another build.
+        return (f"{variant.image.name} runs on Python {variant.image.python} (Debian {variant.image.release}), "
+                f"this host on {host}: it runs in its Docker image only")  # fmt: skip
     if variant.image.dockerfile != GENERIC_DOCKERFILE:
         # numpy-mkl: Debian's NumPy with libblas pointed at MKL. No pip install reproduces that
         # (PyPI's NumPy always bundles OpenBLAS), so the local result would be OpenBLAS mislabelled.
@@ -155,13 +173,36 @@ def _run(command: list[str], image: ImageSpec, what: str) -> None:
         raise VenvError(f"{image.name}: {what} failed: {errors[-1].strip()}")
 
 
-def cell_env(cell: Cell, settings: Settings, image_id: str) -> dict[str, str]:
-    """The host's environment minus anything that would change which Python runs, plus the variant's."""
+def cell_env(cell: Cell, settings: Settings, image_id: str, run_id: str = "") -> dict[str, str]:
+    """The host's environment minus anything that would change which Python runs, plus the variant's,
+    plus the tags that tell a later runner whose process this is (``exclusive``)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update({name: str(settings.threads) for name in THREAD_ENV})
     env.update(cell.variant.env)
     env.update(BENCH_IMAGE_ID=image_id, BENCH_VARIANT=cell.variant.name, PYTHONDONTWRITEBYTECODE="1")
+    env.update({ENV_RUN: run_id, ENV_RUNNER: runner_id(), ENV_DEADLINE: deadline(settings.cell_timeout(cell))})
     return env
+
+
+def tagged_processes() -> dict[int, Tags]:
+    """Process groups of benchmark cells on this machine (their leaders' tags), from /proc."""
+    groups: dict[int, Tags] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/environ").read_bytes()
+            pgid = os.getpgid(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+        env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        runner = env.get(ENV_RUNNER.encode())
+        if runner is None or pgid in groups:
+            continue
+        text = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in env.items()}
+        groups[pgid] = Tags(text.get("BENCH_VARIANT", "?"), text.get(ENV_RUN) or None, text[ENV_RUNNER] or None,
+                            parse_deadline(text.get(ENV_DEADLINE)))  # fmt: skip
+    return groups
 
 
 class LocalLauncher:
@@ -169,6 +210,9 @@ class LocalLauncher:
 
     def __init__(self) -> None:
         self.pythons: dict[str, Path] = {}  # image name -> venv interpreter
+        self.run_id = ""
+        self.log: Log = lambda line: print(line, file=sys.stderr, flush=True)
+        self.current: subprocess.Popen[bytes] | None = None  # the cell in flight
 
     def version(self) -> str | None:
         return None
@@ -198,32 +242,75 @@ class LocalLauncher:
                 prepared.ids[variant.name] = venv_id(image)
         return prepared
 
+    def begin(self, run_id: str, log: Log) -> None:
+        """Remember the run's id for the tags, and kill what killed runners left running."""
+        self.run_id, self.log = run_id, log
+        self._clear(wait=False)
+
     def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result:
         python = self.pythons.get(cell.variant.image.name) or ensure_venv(cell.variant.image, lambda _: None)
-        command = [str(python), "-m", "frameworks.predict", *settings.predict_args(cell)]
+        command = [str(python), "-m", "frameworks.predict", *settings.predict_args(cell, str(inputs_root()))]
         cpus = parse_cpuset(settings.cpus)
-        try:
-            proc = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=cell_env(cell, settings, image_id), stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, start_new_session=True,
-                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
-            )  # fmt: skip
-        except OSError as exc:
-            return runner_result(cell, settings, "failed", f"predict did not start: {exc}")
-        timeout = settings.cell_timeout(cell)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return runner_result(cell, settings, "failed", f"timed out after {timeout:g} s")
-        except BaseException:  # Ctrl-C: never leave a benchmark running behind the runner
-            _kill_group(proc)
-            raise
-        return interpret(cell, settings, proc.returncode, stdout, stderr)
+        self._clear(wait=True)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(
+                    command, cwd=REPO_ROOT, env=cell_env(cell, settings, image_id, self.run_id), stdout=out,
+                    stderr=err, start_new_session=True, preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+                )  # fmt: skip
+            except OSError as exc:
+                return runner_result(cell, settings, "failed", f"predict did not start: {exc}")
+            self.current = proc
+            timeout = settings.cell_timeout(cell)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid, proc)
+                return runner_result(cell, settings, "failed", f"timed out after {timeout:g} s")
+            except BaseException:  # Ctrl-C: never leave a benchmark running behind the runner
+                _kill_group(proc.pid, proc)
+                raise
+            finally:
+                self.current = None
+            return interpret(cell, settings, proc.returncode, _tail(out), _tail(err))
+
+    def abort(self) -> None:
+        """Kill the cell in flight and what it started (another thread's Ctrl-C)."""
+        proc = self.current
+        if proc is not None:
+            _kill_group(proc.pid)
+
+    def _clear(self, wait: bool) -> None:
+        """Kill orphaned cells' process groups; with ``wait``, wait out another runner's live one."""
+        waited: set[int] = set()
+        while True:
+            live = []
+            for pgid, tags in tagged_processes().items():
+                why = tags.orphan()
+                if why is None:
+                    live.append((pgid, tags))
+                    continue
+                self.log(f"killing benchmark process group {pgid} {tags.describe()}: {why}")
+                _kill_group(pgid)
+            if not live or not wait:
+                return
+            for pgid, tags in live:
+                if pgid not in waited:
+                    waited.add(pgid)
+                    self.log(f"waiting for benchmark process group {pgid} {tags.describe()} (another runner)")
+            time.sleep(WAIT_POLL_S)
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Kill predict and anything it started (compiler workers), then reap it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+def _tail(stream: IO[bytes]) -> str:
+    """The last ``OUTPUT_MAX_BYTES`` of a cell's output (the result line is last): memory stays bounded."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - OUTPUT_MAX_BYTES))
+    return stream.read().decode("utf-8", "replace")
+
+
+def _kill_group(pgid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Kill predict and anything it started (compiler workers, a sweep's points), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    if proc is not None:
+        proc.wait()

@@ -10,34 +10,50 @@ key (``Result.key``) has no line.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
+from frameworks.backends.registry import FRAMEWORKS
 from frameworks.environment import THREAD_ENV, available_cpus, format_cpuset
-from frameworks.models import MODELS, get_model
+from frameworks.models import MODELS, ModelSpec, get_model
 from frameworks.options import UsageError, choose_scenarios, scenario_configs
-from frameworks.result import CellKey, Environment, Result, Status, cell_result, utc_now
+from frameworks.result import RESULTS_FILE, CellKey, Environment, Result, Status, cell_result, utc_now
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ScenarioConfig
 from frameworks.scenarios.config import DEFAULT_TIMEOUT_S, fields_of, flag
+from frameworks.trained import WeightsMismatch, extract_weights
 
 from .catalog import REPO_ROOT, Variant
+from .engine import ENGINE_LOST, EngineLost
 from .rundir import append_result
 
 Log = Callable[[str], None]
 DEFAULT_MEMORY = "8g"
 POINT_TIMEOUT = "point_timeout"  # a sweep's per-point limit: the runner's --timeout, per measurement
 CELL_SLACK_S = 60.0  # a sweep's own process around its points
+OUTPUT_MAX_BYTES = 16 << 20  # of each of a cell's output streams, the most a launcher reads into memory
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The canonical weights and reference the runner made for one model (``frameworks.inputs``)."""
+
+    name: str  # the directory under ``inputs_root()``
+    sha256: str  # of its manifest: what the cell checks before it uses them
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,12 @@ class Cell:
     model: str
     scenario: str = DEFAULT_SCENARIO
     config: ScenarioConfig = field(default_factory=lambda: SCENARIOS[DEFAULT_SCENARIO].config())
+    inputs: Inputs | None = None  # None: the cell computes its weights and reference itself
 
-    def key(self, launcher: str) -> CellKey:
-        """The key its result will have (``Result.key``): what resume looks for."""
+    def key(self, launcher: str, host: str = "") -> CellKey:
+        """The key its result will have (``Result.key``) on the named host: what resume looks for."""
         v = self.variant
-        return CellKey(self.scenario, v.name, launcher, v.framework, self.mode, self.model, v.device,
+        return CellKey(self.scenario, v.name, launcher, host, v.framework, self.mode, self.model, v.device,
                        self.config.identity())  # fmt: skip
 
     @property
@@ -150,12 +167,16 @@ class Settings:
         points = cell.config.points()
         return self.timeout if points == 1 else self.timeout * points + CELL_SLACK_S
 
-    def predict_args(self, cell: Cell) -> list[str]:
-        """The arguments of ``python -m frameworks.predict`` for one cell (result as one JSON line on stdout)."""
+    def predict_args(self, cell: Cell, inputs_root: str = "") -> list[str]:
+        """The arguments of ``python -m frameworks.predict`` for one cell (result as one JSON line on stdout);
+        ``inputs_root`` is where the cell sees the runner's inputs directory."""
+        inputs = []
+        if cell.inputs is not None:
+            inputs = ["--inputs", f"{inputs_root}/{cell.inputs.name}", "--inputs-sha256", cell.inputs.sha256]
         return [
             "--framework", cell.variant.framework, "--model", cell.model, "--mode", cell.mode,
             "--device", cell.variant.device, "--scenario", cell.scenario, *cell.config.to_args(),
-            "--threads", str(self.threads), "--seed", str(self.seed), "--output", "-",
+            "--threads", str(self.threads), "--seed", str(self.seed), *inputs, "--output", "-",
         ]  # fmt: skip
 
     def spelled_options(self) -> dict[str, str]:
@@ -167,9 +188,13 @@ class Settings:
                     spelled.setdefault(name, value)
         return {**spelled, **self.options}
 
-    def command(self) -> str:
-        """The command that reproduces this run (launcher resolved, every default spelled out)."""
+    def command(self, hosts: Iterable[Any] = ()) -> str:
+        """The command that reproduces this run (launcher resolved, every default spelled out; the hosts by
+        name and URL, never their TLS paths)."""
         args = ["python", "-m", "runner", "matrix", "--variants", *self.variants, "--models", *self.models]
+        named = [f"{h.name}={h.public_url}" for h in hosts]
+        if named:
+            args += ["--hosts", *named]
         args += ["--scenarios", *self.scenarios]
         for name, value in self.spelled_options().items():
             args += [flag(name), *value.split()]
@@ -269,8 +294,17 @@ def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
         for v in variants:
             for model in settings.models:
                 resolved = config.resolve(MODELS[model], settings.threads)
-                cells += [Cell(v, mode, model, scenario, resolved) for mode in v.modes]
+                if resolved.network(MODELS[model]) is None:
+                    continue  # a model the scenario does not run (the train scenario: all but LeNet-5)
+                modes = resolved.modes(FRAMEWORKS[v.framework])  # the train scenario: the modes it trains in
+                cells += [Cell(v, mode, model, scenario, resolved) for mode in v.modes if mode in modes]
     return cells
+
+
+def cell_network(cell: Cell) -> ModelSpec:
+    """The network the cell runs (its parameters and FLOPs): the model's, or its scenario's form of it."""
+    spec = MODELS[cell.model]
+    return cell.config.network(spec) or spec
 
 
 # --- results the runner makes itself (failed or skipped without a result from predict) ---------
@@ -284,7 +318,7 @@ def runner_result(
     return cell_result(
         cell.variant.framework,
         cell.mode,
-        MODELS[cell.model],
+        cell_network(cell),
         cell.variant.device,
         status=status,
         batch=cell.config.cell_batch(),
@@ -292,7 +326,7 @@ def runner_result(
         seed=settings.seed,
         scenario=cell.scenario,
         config=cell.config.to_strings(),
-        identity=cell.config.IDENTITY,
+        identity=cell.config.identity_fields(),
         error=reason,
         variant=cell.variant.name,
         launcher=settings.launcher,
@@ -378,40 +412,120 @@ class Prepared:
     skipped: dict[str, str] = field(default_factory=dict)  # variant -> why its cells are skipped
 
 
+class ResultsUnwritable(OSError):
+    """results.jsonl could not take a line (a full disk): the run ends; ``result`` is the line it lost."""
+
+    def __init__(self, message: str, result: Result) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class Launcher(Protocol):
-    """How cells are started: in containers (``docker_launcher``) or in virtualenvs (``local_launcher``)."""
+    """How cells are started: in containers (``docker_launcher``) or in virtualenvs (``local_launcher``).
+
+    ``prepare`` builds what the cells need (before anything is timed), ``begin`` tags the run and
+    removes what killed runners left behind (``exclusive``), ``launch`` runs one cell, after any
+    other benchmark on the machine has finished.
+    """
 
     name: str
 
     def describe(self) -> str: ...
     def version(self) -> str | None: ...
     def prepare(self, variants: list[Variant], log: Log) -> Prepared: ...
+    def begin(self, run_id: str, log: Log) -> None: ...
     def launch(self, cell: Cell, settings: Settings, image_id: str) -> Result: ...
+    def abort(self) -> None: ...
+
+
+UNREACHABLE = "the host's Docker engine did not answer"
+
+
+def redo_on_resume(result: Result) -> bool:
+    """A failure that says nothing about the cell (its machine's engine went away, or never answered):
+    resume runs it again."""
+    return result.status == "failed" and result.error in (ENGINE_LOST, UNREACHABLE)
+
+
+def finished_keys(results: Iterable[Result]) -> set[CellKey]:
+    """The cells a resumed run need not run again."""
+    return {r.key() for r in results if not redo_on_resume(r)}
 
 
 # --- the loop ------------------------------------------------------------------------------------
 
 
+def history_key(cell: Cell, machine: str) -> str:
+    """A cell on a machine, as the wall-time history knows it."""
+    identity = ",".join(f"{k}={v}" for k, v in cell.config.identity())
+    return f"{machine}|{cell.variant.name}|{cell.mode}|{cell.model}|{cell.scenario}|{identity}"
+
+
 @dataclass
 class Eta:
-    """Time left from the mean wall time of the cells run so far, per model and scenario
-    (VGG-16 is ~100x LeNet; a sweep makes several measurements)."""
+    """Time left: each remaining cell's wall time as this machine last took for it, scaled by how this
+    run compares with then; else the mean of this run's cells of its model and scenario, times how
+    its framework mode compares with the others so far.
 
-    walls: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    Cells differ by far more than their model: torch.compile spends half a minute compiling LeNet-5,
+    MXNet without MKL-DNN takes VGG-16 three times as long as with it. The history (``walls.json``
+    in the runner's cache) is what makes the estimate hold from the first cells of a run on.
+    """
+
+    history: dict[str, float] = field(default_factory=dict)
+    machine: str = ""
+    seen: list[tuple[Cell, float]] = field(default_factory=list)
 
     def add(self, cell: Cell, wall: float) -> None:
-        self.walls.setdefault((cell.model, cell.scenario), []).append(wall)
+        self.seen.append((cell, wall))
 
     def left(self, remaining: Iterable[Cell]) -> float | None:
-        every = [w for ws in self.walls.values() for w in ws]
-        if not every:
+        if not self.seen:
             return None
-        overall = sum(every) / len(every)
-        return sum(_mean(self.walls.get((c.model, c.scenario))) or overall for c in remaining)
+        return sum(self._estimate(c) for c in remaining)
+
+    def _estimate(self, cell: Cell) -> float:
+        past = self.history.get(history_key(cell, self.machine))
+        if past is not None:
+            return past * self._pace()
+        by_model = [w for c, w in self.seen if (c.model, c.scenario) == (cell.model, cell.scenario)]
+        base = statistics.fmean(by_model) if by_model else statistics.fmean(w for _, w in self.seen)
+        return base * self._factor(cell)
+
+    def _pace(self) -> float:
+        """This run's walls over the history's, for the cells both have (1 when none)."""
+        pairs = [(w, self.history[k]) for c, w in self.seen if (k := history_key(c, self.machine)) in self.history]
+        return sum(w for w, _ in pairs) / sum(h for _, h in pairs) if pairs else 1.0
+
+    def _factor(self, cell: Cell) -> float:
+        """How much slower than its model's mean this run's cells of the same variant mode (else framework) were."""
+        means: dict[tuple[str, str], float] = {}
+        for c, _ in self.seen:
+            key = (c.model, c.scenario)
+            means.setdefault(key, statistics.fmean(w for d, w in self.seen if (d.model, d.scenario) == key))
+        for same in (lambda c: (c.variant.name, c.mode) == (cell.variant.name, cell.mode),
+                     lambda c: c.variant.framework == cell.variant.framework):  # fmt: skip
+            ratios = [w / means[(c.model, c.scenario)] for c, w in self.seen if same(c)]
+            if ratios:
+                return statistics.median(ratios)
+        return 1.0
+
+    def remember(self, path: Path) -> None:
+        """Add this run's walls to the history file (the latest wall of each cell wins)."""
+        walls = {**self.history, **{history_key(c, self.machine): w for c, w in self.seen}}
+        with contextlib.suppress(OSError):  # a history that cannot be written only makes estimates worse
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(walls, indent=0, sort_keys=True))
+            os.replace(tmp, path)
 
 
-def _mean(values: list[float] | None) -> float | None:
-    return sum(values) / len(values) if values else None
+def load_history(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)} if isinstance(data, dict) else {}
 
 
 def format_duration(seconds: float) -> str:
@@ -430,12 +544,20 @@ def outcome(result: Result) -> str:
         return f"{measured}/{len(result.points)} points ({verdict})"
     if result.status == "ok" and result.stats is not None:
         return f"{result.stats.median * 1e3:.3g} ms ({verdict})"
+    if result.status == "ok" and result.training is not None:
+        return f"{result.training.summary()} ({verdict})"
     return f"{result.status}: {result.error}"
 
 
 @dataclass
 class MatrixRun:
-    """One pass over the cells: everything the loop needs, nothing it computes."""
+    """One pass over one machine's cells: everything the loop needs, nothing it computes.
+
+    ``finished`` holds the results of this pass as they are recorded, so that a caller still has
+    them when the engine goes away mid-run. ``prefix`` names the machine on each progress line
+    (several machines write to one terminal: then each line is written whole); ``stop`` ends the
+    pass before the next cell.
+    """
 
     cells: list[Cell]
     launcher: Launcher
@@ -445,31 +567,69 @@ class MatrixRun:
     host: Environment | None = None  # for the results the runner makes itself
     done: set[CellKey] = field(default_factory=set)
     stream: TextIO = field(default_factory=lambda: sys.stderr)
+    history: Path | None = None  # wall times of earlier runs on this machine, for the time-left estimate
+    host_name: str = ""  # the runner's name for the machine, in a run on several ("" on one)
+    prefix: str = ""
+    stop: threading.Event | None = None
+    finished: list[Result] = field(default_factory=list)
 
     def run(self) -> list[Result]:
         """Run every cell not in ``done``, one at a time, appending each result as it arrives."""
-        launcher = self.settings.launcher
-        todo = [c for c in self.cells if c.key(launcher) not in self.done]
+        launcher, host = self.settings.launcher, self.host_name
+        todo = [c for c in self.cells if c.key(launcher, host) not in self.done]
         timed = [c for c in todo if self._preset(c) is None]
-        eta, results, n = Eta(), [], len(self.cells)
+        machine = self._machine()
+        eta = Eta(load_history(self.history), machine) if self.history is not None else Eta(machine=machine)
+        n = len(self.cells)
         for k, cell in enumerate(self.cells, start=1):
-            if cell.key(launcher) in self.done:
+            if cell.key(launcher, host) in self.done:
                 continue
-            self.stream.write(f"[{k}/{n}] {cell.label} ... ")
-            self.stream.flush()
+            if self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt
+            head = f"{self.prefix}[{k}/{n}] {cell.label} ... "
+            if not self.prefix:
+                self.stream.write(head)
+                self.stream.flush()
             load = os.getloadavg()[0]
             start = time.monotonic()
-            result = self._run_one(cell, load)
-            append_result(self.run_dir, result)
-            results.append(result)
+            try:
+                result = self._run_one(cell, load)
+            except EngineLost as lost:  # the cell it took with it is recorded, then the run ends
+                if lost.result is not None:
+                    self._record(self._stamped(cell, lost.result, load))
+                    self.stream.write(f"{head if self.prefix else ''}{outcome(lost.result)}\n")
+                raise
+            self._record(result)
             if cell in timed:
                 eta.add(cell, time.monotonic() - start)
                 timed.remove(cell)
+                if self.history is not None:
+                    eta.remember(self.history)
             left = eta.left(timed)
             tail = f" — ~{format_duration(left)} left" if left is not None and timed else ""
-            self.stream.write(f"{outcome(result)}{tail}\n")
+            self.stream.write(f"{head if self.prefix else ''}{outcome(result)}{tail}\n")
             self.stream.flush()
-        return results
+        return list(self.finished)
+
+    def _machine(self) -> str:
+        """What the wall-time history knows this machine by: its fingerprint, else its CPU model."""
+        if self.host is None:
+            return ""
+        return self.host.machine.fingerprint if self.host.machine is not None else self.host.cpu_model
+
+    def _record(self, result: Result) -> None:
+        """On disk (one whole line, fsynced) before the next cell starts; a full disk ends the run.
+
+        A train cell's weights go to a file of their own first (``RUN_DIR/weights/``), not into the line.
+        """
+        try:
+            result = kept_weights(result, self.run_dir)
+            append_result(self.run_dir, result)
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot write {self.run_dir / RESULTS_FILE}: {exc.strerror or exc}", result
+            ) from None
+        self.finished.append(result)
 
     def _preset(self, cell: Cell) -> Result | None:
         """The result of a cell that will not run (its variant was skipped or failed to build)."""
@@ -484,8 +644,13 @@ class MatrixRun:
         result = self._preset(cell)
         if result is None:
             result = self.launcher.launch(cell, self.settings, self.prepared.ids[cell.variant.name])
-        # Resume finds finished cells by their key: every line carries these two, whoever made the result.
-        result = replace(result, variant=cell.variant.name, launcher=self.settings.launcher)
+        return self._stamped(cell, result, load)
+
+    def _stamped(self, cell: Cell, result: Result, load: float) -> Result:
+        # Resume finds finished cells by their key: every line carries these, whoever made the result.
+        result = replace(
+            result, variant=cell.variant.name, launcher=self.settings.launcher, host=self.host_name or None
+        )
         return with_load(result, load, self._cell_environment(cell))
 
     def _cell_environment(self, cell: Cell) -> Environment | None:
@@ -503,6 +668,17 @@ class MatrixRun:
         )
 
 
+def kept_weights(result: Result, run_dir: Path) -> Result:
+    """The result with its trained weights written to ``RUN_DIR/weights/`` (``frameworks.trained``); weights
+    that do not have the sha256 the result states are dropped with a warning instead."""
+    try:
+        return extract_weights(result, run_dir)
+    except (WeightsMismatch, ValueError) as exc:  # ValueError: not base64
+        assert result.training is not None
+        training = replace(result.training, weights_npz=None)
+        return replace(result, training=training, warnings=(*result.warnings, f"trained weights not kept: {exc}"))
+
+
 def with_load(result: Result, load: float, fallback: Environment | None) -> Result:
     """Record the machine's 1-minute load before the cell: predict's own reading when it has one."""
     if result.environment is not None:
@@ -512,6 +688,60 @@ def with_load(result: Result, load: float, fallback: Environment | None) -> Resu
     if fallback is None:
         return result
     return replace(result, environment=replace(fallback, load_avg_1m=load))
+
+
+# --- what every cell of a model shares: computed once per run ------------------------------------
+
+
+def cache_dir() -> Path:
+    """The runner's cache: local virtualenvs, the canonical inputs."""
+    return Path(os.environ.get("DLBENCH_CACHE") or Path.home() / ".cache" / "dlbench")
+
+
+def inputs_root() -> Path:
+    return cache_dir() / "inputs"
+
+
+def history_path() -> Path:
+    return cache_dir() / "walls.json"
+
+
+def prepare_inputs(cells: Iterable[Cell], seed: int, log: Log, timeout: float = 1800) -> dict[str, Inputs]:
+    """Each model's canonical weights and float64 reference, made once for every cell of the run.
+
+    One subprocess per model (the runner never imports NumPy), covering the largest batch any of
+    the model's cells runs. A model whose inputs cannot be made is left out: its cells compute
+    their own, as predict does by hand.
+    """
+    largest: dict[str, int] = {}
+    for cell in cells:
+        largest[cell.model] = max(largest.get(cell.model, 1), cell.config.largest_batch())
+    made: dict[str, Inputs] = {}
+    for model, batch in largest.items():
+        start = time.monotonic()
+        inputs, problem = _make_inputs(model, batch, seed, timeout)
+        if inputs is None:
+            log(f"inputs: {model}: not made ({problem}); its cells compute their own")
+            continue
+        made[model] = inputs
+        log(f"inputs: {model} (up to batch {batch}) ready in {time.monotonic() - start:.1f} s")
+    return made
+
+
+def _make_inputs(model: str, batch: int, seed: int, timeout: float) -> tuple[Inputs | None, str]:
+    args = ["--root", str(inputs_root()), "--model", model, "--seed", str(seed), "--batch", str(batch)]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "frameworks.inputs", *args], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return None, f"took more than {timeout:.0f} s"
+    if proc.returncode != 0:
+        return None, error_line(proc.stderr) or describe_exit(proc.returncode)
+    try:
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        return Inputs(Path(answer["directory"]).name, str(answer["sha256"])), ""
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None, f"printed {proc.stdout.strip()[:80]!r}"
 
 
 # --- the host's matmul peak ----------------------------------------------------------------------

@@ -23,31 +23,103 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def framework_python(framework: str) -> str | None:
-    """The interpreter that has ``framework``: this one, or an environment of its own.
+def mode_image(framework: str, mode: str | None = None) -> str:
+    """The catalog image whose environment runs ``framework`` in ``mode``: the one named after the
+    framework, unless only another image's CPU variants run that mode (ONNX Runtime's ``openvino``
+    mode needs the onnxruntime-openvino wheel, which replaces the onnxruntime module)."""
+    if mode is None:
+        return framework
+    from runner.catalog import CatalogError, load_catalog
 
-    MXNet 1.9.1 cannot share an environment with TensorFlow, so its tests run through the
-    interpreter named by ``BENCH_PYTHON_MXNET`` or the runner's local-backend virtualenv.
+    try:
+        variants = load_catalog().variants.values()
+    except CatalogError:
+        return framework
+    images = [v.image.name for v in variants if v.framework == framework and v.device == "cpu" and mode in v.modes]
+    return framework if not images or framework in images else images[0]
+
+
+def _cpu_variants(framework: str, mode: str | None) -> list[Any]:
+    from runner.catalog import CatalogError, load_catalog
+
+    try:
+        variants = load_catalog().variants.values()
+    except CatalogError:
+        return []
+    return [v for v in variants if v.framework == framework and v.device == "cpu" and (mode is None or mode in v.modes)]
+
+
+def other_python_image(framework: str, mode: str | None = None) -> str | None:
+    """The image ``framework`` (in ``mode``) runs in when every image of it is on another Python than
+    this one (Caffe, Caffe2, Chainer, NNabla: Debian bullseye's 3.9): its tests run in that image
+    (``tests/image_python.py``). None for a framework this interpreter or a venv of it can run."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    variants = [v for v in _cpu_variants(framework, mode) if not v.unavailable]
+    if variants and all(v.image.python != host for v in variants):
+        return str(variants[0].image.name)
+    return None
+
+
+def unavailable_mode(framework: str, mode: str | None) -> str | None:
+    """The catalog's recorded error when every CPU variant of ``framework`` that runs ``mode`` is
+    unavailable here (Chainer's iDeep: no ideep4py for Python 3.9): its tests skip with it, in CI too."""
+    variants = _cpu_variants(framework, mode) if mode is not None else []
+    if variants and all(v.unavailable for v in variants):
+        return str(variants[0].unavailable_reason)
+    return None
+
+
+def framework_python(framework: str, mode: str | None = None) -> str | None:
+    """The interpreter that has ``framework`` (in ``mode``): this one, or an environment of its own.
+
+    Frameworks that cannot share an environment with TensorFlow and torch (MXNet 1.9.1, OpenVINO,
+    TVM) and modes that need another wheel of a framework (``mode_image``) run their tests through
+    the interpreter named by ``BENCH_PYTHON_<IMAGE>`` (``BENCH_PYTHON_MXNET``,
+    ``BENCH_PYTHON_ONNXRUNTIME_OPENVINO``) or the runner's local-backend virtualenv of that image.
     """
-    if is_installed(framework):
+    other = other_python_image(framework, mode)
+    if other is not None:
+        from tests.image_python import image_python
+
+        return os.environ.get(_override_variable(other)) or image_python(other)
+    image = mode_image(framework, mode)
+    if image == framework and is_installed(framework):
         return sys.executable
-    override = os.environ.get(f"BENCH_PYTHON_{framework.upper()}")
+    override = os.environ.get(_override_variable(image))
     if override:
         return override
     try:
         from runner.local_launcher import venv_python
     except ImportError:
         return None
-    path = venv_python(framework)
+    path = venv_python(image)
     return str(path) if path else None
 
 
-def require_framework(framework: str) -> str:
-    python = framework_python(framework)
-    if python is None:
+def _override_variable(image: str) -> str:
+    return f"BENCH_PYTHON_{image.upper().replace('-', '_')}"
+
+
+def require_framework(framework: str, mode: str | None = None) -> str:
+    unavailable = unavailable_mode(framework, mode)
+    if unavailable:
+        pytest.skip(f"{framework} {mode}: {unavailable}")
+    python = framework_python(framework, mode)
+    other = other_python_image(framework, mode)
+    if python is None and other is not None:
+        message = (f"{framework} runs in its image only (Python of Debian bullseye): dlbench/{other} is not built "
+                   f"or no engine answers (python -m runner build; CI builds every CPU image)")  # fmt: skip
         if IN_CI:
-            pytest.fail(f"{framework} is not installed: CI installs all five frameworks (.ci/setup)")
-        pytest.skip(f"{framework} is not installed here (and no BENCH_PYTHON_{framework.upper()} environment)")
+            pytest.fail(message)
+        pytest.skip(message)
+    if python is None:
+        image = mode_image(framework, mode)
+        if IN_CI:
+            pytest.fail(f"{framework} ({image}) is not installed: CI installs every framework (.ci/setup)")
+        pytest.skip(
+            f"{framework} is not installed here (no {_override_variable(image)} environment, "
+            f"no venv: python -m runner venv {image})"
+        )
     return python
 
 

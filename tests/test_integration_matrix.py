@@ -22,6 +22,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MODELS = ("lenet5", "mobilenet_v1")
 
 
+def _below_float32(result: Result) -> bool:
+    """An unverified cell that is right to be: its compiled model computed below float32 (OpenVINO's
+    ``auto`` on a bf16 CPU), as its build facts and its warning say."""
+    precision = result.build.get("inference_precision")
+    return precision not in (None, "f32") and any(f"computes in {precision}" in w for w in result.warnings)
+
+
 def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Path) -> None:
     variants = [v for v in load_catalog().variants.values() if v.device == "cpu"]
     cmd = [sys.executable, "-m", "runner", "matrix", "--backend", "docker", "--variants", *[v.name for v in variants],
@@ -32,8 +39,11 @@ def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Pa
     results = [Result.from_json(line) for line in (run_dirs[0] / "results.jsonl").read_text().splitlines()]
     expected = {(v.name, mode, model) for v in variants for mode in v.modes for model in MODELS}
     assert {(r.variant, r.mode, r.model) for r in results} == expected
+    unavailable = {v.name: v.unavailable_reason for v in variants if v.unavailable_reason}
+    assert all(r.status == "skipped" and r.error == unavailable[r.variant] for r in results if r.variant in unavailable)
+    results = [r for r in results if r.variant not in unavailable]
     bad = [f"{r.cell}: {r.status} {r.error or ''} verified={r.verified}" for r in results
-           if r.status != "ok" or not r.verified]  # fmt: skip
+           if r.status != "ok" or not (r.verified or _below_float32(r))]  # fmt: skip
     assert not bad, "\n".join(bad)
     assert all(r.launcher == "docker" and r.environment and r.environment.in_container for r in results)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,10 +60,11 @@ def test_every_cpu_variant_sweeps_batches_and_threads_in_containers(docker_clien
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     expected = {(s, v.name, mode) for s in ("throughput", "threads") for v in variants for mode in v.modes}
     assert {(r.scenario, r.variant, r.mode) for r in results} == expected
+    results = [r for r in results if not load_catalog().variants[r.variant].unavailable]  # skipped: the first test
     bad = [
         f"{r.cell}: {r.status} {r.error or ''} {[p.error for p in r.points if p.status != 'ok']}"
         for r in results
-        if r.status != "ok" or not r.verified or any(p.status != "ok" for p in r.points)
+        if r.status != "ok" or not (r.verified or _below_float32(r)) or any(p.status != "ok" for p in r.points)
     ]
     assert not bad, "\n".join(bad)
     cpus = len(os.sched_getaffinity(0))
@@ -61,7 +72,8 @@ def test_every_cpu_variant_sweeps_batches_and_threads_in_containers(docker_clien
         axis = [p.batch for p in r.points] if r.scenario == "throughput" else [p.threads for p in r.points]
         assert axis == ([1, 4] if r.scenario == "throughput" else list(range(1, cpus + 1))), r.cell
     threads = [r for r in results if r.scenario == "threads"]
-    assert all(p.threads_in_use == p.threads for r in threads for p in r.points), "a framework ran another count"
+    assert all(p.threads_in_use == p.threads or (p.threads_in_use is None and "threads_unreported" in r.build)
+               for r in threads for p in r.points), "a framework ran another count"  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (run_dir / "report.md").read_text()
     assert "Throughput over batch size" in report and "Thread scaling" in report

@@ -52,12 +52,29 @@ def test_small_models_are_timed_for_a_second_by_default():
         (["--framework", "numpy", "--model", "lenet5", "--device", "cuda"], "numpy has no 'cuda' device"),
         (["--framework", "numpy", "--model", "lenet5", "--iterations", "0"], "--iterations must be at least 1"),
         (["--model", "lenet5"], "give --framework and --model, or --all"),
+        (
+            ["--framework", "numpy", "--model", "lenet5", "--mode", "im2col", "--mode", "im2col"],
+            "several go with --all",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = run_predict(PY, *args)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_all_runs_the_modes_named_once_each_in_order():
+    """A variant running some of a framework's modes (compose names each with --mode)."""
+    from frameworks.predict import parse_args, plan
+
+    args = parse_args(
+        ["--all", "--framework", "onnxruntime", "--model", "lenet5", "--mode", "disabled", "--mode", "session"]
+    )
+    assert plan(args) == [("onnxruntime", "lenet5", "disabled"), ("onnxruntime", "lenet5", "session")]
+    assert [m for _, _, m in plan(parse_args(["--all", "--framework", "onnxruntime", "--model", "lenet5"]))] == list(
+        FRAMEWORKS["onnxruntime"].modes
+    )
 
 
 def test_all_writes_one_file_per_cell_into_a_directory(tmp_path):

@@ -3,7 +3,8 @@
 Chromium is Debian's (``apt-get install --no-install-recommends chromium``); the test skips with
 the reason when it is missing here, and fails in CI. It loads only the file:// URL of the report,
 with networking off, takes a screenshot (kept under REPORTS_SCREENSHOT_DIR when that is set) and
-checks the text of the rendered DOM.
+checks the text of the rendered DOM. A run on several machines (``fixture-m1``) gets the same checks:
+its page and each machine's, whose only links off the page are to one another.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from pathlib import Path
 import pytest
 
 from reports import render_run
-from tests.fixtures.make_report_fixtures import HOSTILE, hostile_run, sweeps_only_run
+from tests.fixtures.make_report_fixtures import (
+    HOSTILE,
+    HOSTILE_HOSTS,
+    MACHINE_EAST,
+    MACHINE_WEST,
+    hostile_hosts_run,
+    hostile_run,
+    sweeps_only_run,
+)
 
 GOLDEN_RUN = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-a2"
+TWO_MACHINES = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-m1"
 FORBIDDEN_TAGS = {"script", "link", "iframe", "object", "embed", "img", "image", "foreignobject", "base", "form"}
 CHROMIUM_FLAGS = (
     "--headless",
@@ -67,16 +77,67 @@ def hostile_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     return render_run(run_dir)[1].read_text(encoding="utf-8")
 
 
-def assert_inert(page: Page) -> None:
-    """No script, no external resource, no event handler, no link off the page."""
+def assert_inert(page: Page, here: Path | None = None) -> None:
+    """No script, no external resource, no event handler, no link off the page (with ``here``, the
+    page's own path: links to report files that exist beside it, as a several-machine run has)."""
     assert FORBIDDEN_TAGS.isdisjoint(page.tags), FORBIDDEN_TAGS & set(page.tags)
     for tag, name, value in page.attrs:
         assert not name.startswith("on"), (tag, name)
         assert name not in ("src", "srcset", "action", "formaction"), (tag, name)
-        if name in ("href", "xlink:href"):
-            assert value.startswith("#"), (tag, name, value)
+        if name in ("href", "xlink:href") and not value.startswith("#"):
+            assert here is not None and ":" not in value and not value.startswith("/"), (tag, name, value)
+            assert (here.parent / value).resolve().is_file(), (tag, name, value)
+            assert value.endswith(("report.html", "report.md")), value
         if name == "style":
             assert "url(" not in value, (tag, value)
+
+
+@pytest.fixture(scope="module")
+def two_machine_html(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The run's page and each machine's, rendered in a copy of the fixture."""
+    run_dir = tmp_path_factory.mktemp("two-machines") / "run"
+    shutil.copytree(TWO_MACHINES, run_dir)
+    return [p for p in render_run(run_dir) if p.suffix == ".html"]
+
+
+def test_two_machine_pages_are_self_contained(two_machine_html: list[Path]) -> None:
+    top, east, west = two_machine_html
+    assert [p.parent.name for p in (east, west)] == ["east", "west"]
+    for path in two_machine_html:
+        html = path.read_text(encoding="utf-8")
+        assert_inert(Page(html), path)
+        assert "default-src 'none'" in html
+        ids = [value for _, name, value in Page(html).attrs if name == "id"]
+        assert len(ids) == len(set(ids))
+    page = Page(top.read_text(encoding="utf-8"))
+    assert page.tags.count("svg") == 1  # the cross-machine speedups; each machine's charts are on its own page
+    links = {value for _, name, value in page.attrs if name == "href" and not value.startswith("#")}
+    assert links == {f"hosts/{h}/report.{ext}" for h in ("east", "west") for ext in ("html", "md")}
+    assert page.tags.count("table") == 1 + 2 + 1 + 3  # machines, a matrix each, across, environment facts
+    text = page.joined_text
+    assert MACHINE_EAST.fingerprint in text and MACHINE_WEST.fingerprint in text
+    assert "Dispatch flags ≠ sse4_2 avx avx2 fma f16c sse4_2 avx avx2 fma f16c avx512f" in text
+    assert Page(west.read_text(encoding="utf-8")).tags.count("svg") == 3 + 3  # latency, samples (no pair to compare)
+
+
+def test_hostile_host_names_render_as_text(tmp_path: Path) -> None:
+    run_dir = hostile_hosts_run(tmp_path / "run")
+    pages = [p for p in render_run(run_dir) if p.suffix == ".html"]
+    one_line = " ".join(HOSTILE.split())
+    for path in pages:
+        html = path.read_text(encoding="utf-8")
+        page = Page(html)
+        assert_inert(page, path)
+        assert "<script" not in html.lower()
+        assert HOSTILE.split("\n")[0] in page.joined_text
+    top = Page(pages[0].read_text(encoding="utf-8")).joined_text
+    for needle in (
+        f"Machine fingerprint ≠ nothing of this machine was recorded {one_line} 0 {one_line} 1",
+        " ".join(HOSTILE_HOSTS[0].split()),
+        f"report the same CPU model ({one_line}) but are different machines",
+        f"hosts/../../{one_line}/run.json: missing",
+    ):
+        assert needle in top, needle
 
 
 def test_html_is_self_contained(golden_html: Path) -> None:
@@ -195,6 +256,35 @@ def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path:
         assert needle in text, needle
     assert page.tags.count("svg") == 16
     assert "script" not in page.tags
+
+
+@pytest.mark.slow
+def test_chromium_renders_the_two_machine_report(chromium: str, two_machine_html: list[Path], tmp_path: Path) -> None:
+    """The run on east and west: the machines side by side, a matrix each, the cells compared across them."""
+    top = two_machine_html[0]
+    _screenshot(chromium, tmp_path / "profile", top, tmp_path / "two-machines.png")
+    page = _dom_text(chromium, tmp_path / "profile", top)
+    text = page.joined_text
+    for needle in (
+        "Inference speed matrix: fixture-m1",
+        "east: AMD EPYC Processor (fixture, test data) · west: AMD EPYC Processor (fixture, test data)",
+        f"Machine fingerprint ≠ {MACHINE_EAST.fingerprint} {MACHINE_WEST.fingerprint}",
+        "avx512_vnni avx512_bf16",
+        "Matrix of each machine",
+        f"AMD EPYC Processor (fixture, test data) · fingerprint {MACHINE_WEST.fingerprint} · full report",
+        "failed ResourceExhaustedError: OOM",  # (upper case on the screen: CSS)
+        "Across machines",
+        "cpu-torch / eager · west vs east",  # a bar of the speedup chart
+        "1.35× 1.34–1.36 <0.001 yes",
+        "cpu-tensorflow / graph, VGG-16: east: ok; west: failed",
+        "hosts/west/results.jsonl line 13",
+        "dispatch flags only west has: avx512f",
+    ):
+        assert needle in text, needle
+    assert page.tags.count("svg") == 1 and "script" not in page.tags
+    west = _dom_text(chromium, tmp_path / "profile", two_machine_html[2]).joined_text
+    assert "Inference speed matrix: fixture-m1 on west" in west and "the whole run's report" in west
+    assert f"Machine fingerprint {MACHINE_WEST.fingerprint}" in west and MACHINE_EAST.fingerprint not in west
 
 
 @pytest.mark.slow

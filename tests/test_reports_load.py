@@ -12,12 +12,22 @@ import pytest
 
 from frameworks.result import Result
 from reports.content import build_report
-from reports.load import load_run, read_results
+from reports.load import CPU_MODEL_KEY, FINGERPRINT_KEY, host_dir_name, load_run, read_results
 from reports.markdown import render_markdown
-from tests.fixtures.make_report_fixtures import golden_run, write_run
+from tests.fixtures.make_report_fixtures import (
+    CPU_A,
+    CPU_B,
+    CPU_EPYC,
+    MACHINE_B,
+    MACHINE_EAST,
+    MACHINE_WEST,
+    golden_run,
+    write_run,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports" / "runs"
 GOLDEN_RUN = FIXTURES / "fixture-a2"
+TWO_MACHINES = FIXTURES / "fixture-m1"
 
 
 def _ok_line() -> str:
@@ -159,3 +169,96 @@ def test_a_schema_1_run_loads_through_the_migration_and_renders() -> None:
     text = render_markdown(build_report(run))
     assert "| Launcher " in text and "MKL vs OpenBLAS" in text and "oneDNN vs Eigen" in text
     assert "in_effect=MKL" in text  # derived by the migration, shown with the stated facts
+
+
+# --- machine identity, and runs on several machines ----------------------------------------------------
+
+
+def test_schema_2_lines_load_as_a_machine_without_a_fingerprint() -> None:
+    """Runs written before machine identity are a machine of their own, keyed by their CPU model."""
+    raw = [json.loads(line) for line in (FIXTURES / "fixture-a3" / "results.jsonl").read_text().splitlines()]
+    assert {d["schema_version"] for d in raw} == {2} and all("machine" not in d["environment"] for d in raw)
+    for name in ("fixture-a1", "fixture-a2", "fixture-a3"):
+        run = load_run(FIXTURES / name)
+        assert all(r.environment is not None and r.environment.machine is None for r in run.results)
+        identity = run.identity
+        assert run.machine is None and identity.fingerprint is None
+        assert (identity.key, identity.name, identity.cpu_model) == (CPU_MODEL_KEY + CPU_A, CPU_A, CPU_A)
+
+
+def test_a_run_of_today_is_known_by_its_fingerprint(tmp_path: Path) -> None:
+    run = load_run(FIXTURES / "fixture-b1")
+    assert run.machine == MACHINE_B and run.identity.key == FINGERPRINT_KEY + MACHINE_B.fingerprint
+    assert run.identity.name == CPU_B  # one machine: named by its CPU model
+    shutil.copy(FIXTURES / "fixture-b1" / "results.jsonl", tmp_path / "results.jsonl")
+    assert load_run(tmp_path).machine == MACHINE_B  # no run.json: the cells' machine
+
+
+def test_a_several_machine_run_is_read_machine_by_machine() -> None:
+    run = load_run(TWO_MACHINES)
+    assert run.several and [h.host_name for h in run.hosts] == ["east", "west"]
+    east, west = run.hosts
+    assert east.info is not None and east.info.host_name == "east" and {r.host for r in east.results} == {"east"}
+    assert west.info is not None and west.info.host_name == "west" and {r.host for r in west.results} == {"west"}
+    assert run.results == east.results + west.results and len(run.results) == 24
+    assert run.run_id == east.run_id == west.run_id == "fixture-m1"
+    # the same "model name", two machines
+    assert east.cpu_model == west.cpu_model == CPU_EPYC
+    assert (east.machine, west.machine) == (MACHINE_EAST, MACHINE_WEST)
+    assert east.identity.key != west.identity.key
+    assert (east.identity.name, west.identity.name) == ("east", "west")
+    assert "avx512f" in MACHINE_WEST.flags and "avx512f" not in MACHINE_EAST.flags
+    assert run.machine is None and run.machine_runs == run.hosts
+    # problems are named by the machine's file in the run, and by its own file in the machine's run
+    assert [str(p) for p in run.problems] == [
+        "hosts/west/results.jsonl line 13: skipped (truncated last line: was the run killed while writing it?)"
+    ]
+    assert [str(p) for p in west.problems] == [
+        "results.jsonl line 13: skipped (truncated last line: was the run killed while writing it?)"
+    ]
+
+
+def test_hosts_that_run_json_names_are_never_made_paths(tmp_path: Path) -> None:
+    """run.json may name a host ``../../elsewhere``: it is reported as missing, never read there."""
+    run_dir = tmp_path / "deep" / "run"
+    shutil.copytree(TWO_MACHINES, run_dir)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(TWO_MACHINES / "hosts" / "east", elsewhere)  # would load, were the name followed
+    top = json.loads((run_dir / "run.json").read_text())
+    top["hosts"] = {"../../../elsewhere": "unix:///x", **top["hosts"], "gone": "ssh://gone.fixture.invalid"}
+    (run_dir / "run.json").write_text(json.dumps(top))
+    (run_dir / "results.jsonl").write_text(_ok_line() + "\n")  # a stray top-level file is named, not mixed in
+    run = load_run(run_dir)
+    assert [h.host_name for h in run.hosts] == ["../../../elsewhere", "east", "west", "gone"]
+    assert [h.recorded for h in run.hosts] == [False, True, True, False]
+    assert len(run.results) == 24
+    messages = [str(p) for p in run.problems]
+    assert messages[0].startswith("results.jsonl: not read: a run on several machines keeps its results in hosts/")
+    assert (
+        "hosts/../../../elsewhere/run.json: missing, and no results either: nothing of this machine was recorded"
+        in messages
+    )
+    assert "hosts/gone/run.json: missing, and no results either: nothing of this machine was recorded" in messages
+    assert run.hosts[0].run_dir.parent == run_dir / "hosts" and ".." not in run.hosts[0].run_dir.name
+    text = render_markdown(build_report(run))
+    assert "gone: not run" in text and "### gone" in text
+
+
+def test_a_host_without_run_json_still_shows_its_cells(tmp_path: Path) -> None:
+    """A machine that never answered has failed cells and no run.json (the runner writes no facts for it)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(TWO_MACHINES, run_dir)
+    (run_dir / "hosts" / "west" / "run.json").unlink()
+    run = load_run(run_dir)
+    west = run.hosts[1]
+    assert west.info is None and west.recorded and west.run_id == "fixture-m1"
+    assert west.machine == MACHINE_WEST  # from its cells
+    assert "hosts/west/run.json: missing: run facts (machine, command, times) are not shown" in map(str, run.problems)
+
+
+def test_host_dir_names() -> None:
+    assert host_dir_name("east") == "east" and host_dir_name("box-2") == "box-2"
+    for evil in ("../x", "..", ".hidden", "a/b", "a b", "x" * 200, ""):
+        name = host_dir_name(evil)
+        assert "/" not in name and not name.startswith(".") and 0 < len(name) <= 60, evil
+    assert host_dir_name("a b") != host_dir_name("a-b")

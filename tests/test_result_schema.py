@@ -108,7 +108,7 @@ V1_LINE = json.dumps({
 
 def test_schema_1_lines_load_as_the_latency_scenario():
     result = Result.from_json(V1_LINE)
-    assert result.schema_version == SCHEMA_VERSION == 2
+    assert result.schema_version == SCHEMA_VERSION == 4
     assert result.scenario == "latency" and result.config == {"batch": "1"} and result.identity == ("batch",)
     assert result.launcher == "docker" and not result.points
     assert result.build["in_effect"] == "oneDNN"  # derived from the facts schema 1 did state

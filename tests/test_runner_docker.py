@@ -14,7 +14,7 @@ import pytest
 
 from runner.catalog import load_catalog
 from runner.docker_launcher import LABEL_CELL, NO_NVIDIA, DockerLauncher, container_options
-from runner.matrix import Cell, Prepared, Settings, parse_cpuset, plan
+from runner.matrix import Cell, Inputs, Prepared, Settings, parse_cpuset, plan
 from runner.rundir import load_results, read_run_info
 from tests.conftest import REPO_ROOT
 
@@ -35,12 +35,22 @@ def test_container_options_lock_the_cell_down() -> None:
     assert options["environment"] == {
         "TF_ENABLE_ONEDNN_OPTS": "0", "BENCH_IMAGE_ID": "sha256:abc", "BENCH_VARIANT": "cpu-tensorflow-eigen",
     }  # fmt: skip
+    assert options["cap_drop"] == ["ALL"] and options["security_opt"] == ["no-new-privileges:true"]
+    assert options["user"] == "10001:10001" and options["pids_limit"] == 4096
+    assert options["volumes"] == {}, "no mount at all without inputs; never a writable one"
+    assert options["log_config"]["Config"] == {"max-size": "16m", "max-file": "1"}
+    labels = options["labels"]
+    assert labels["dlbench.cell"] == cell.label and labels["dlbench.runner"].endswith(f":{os.getpid()}")
     command = options["command"]
     assert command[:3] == ["python", "-m", "frameworks.predict"]
     assert command[command.index("--threads") + 1] == str(len(parse_cpuset(CPUS)))
     assert "device_requests" not in options
     cuda = container_options(Cell(CATALOG.variant("cuda-torch"), "eager", "lenet5"), SETTINGS, "sha256:abc")
     assert cuda["device_requests"][0].capabilities == [["gpu"]]
+    with_inputs = replace(cell, inputs=Inputs("vgg16-seed0-abc", "f" * 64))
+    handed = container_options(with_inputs, SETTINGS, "sha256:abc")
+    assert list(handed["volumes"].values()) == [{"bind": "/inputs", "mode": "ro"}], "the inputs, read-only"
+    assert handed["command"][handed["command"].index("--inputs") + 1] == "/inputs/vgg16-seed0-abc"
 
 
 @pytest.fixture(scope="module")

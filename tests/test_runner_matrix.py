@@ -24,7 +24,9 @@ from runner.matrix import (
     describe_exit,
     error_line,
     format_duration,
+    history_key,
     interpret,
+    load_history,
     memory_bytes,
     parse_cpuset,
     plan,
@@ -145,6 +147,26 @@ def test_eta_uses_the_mean_per_model() -> None:
     remaining = [Cell(TORCH, "eager", "lenet5"), Cell(TORCH, "eager", "vgg16"), Cell(TORCH, "eager", "mobilenet_v1")]
     assert eta.left(remaining) == pytest.approx(2 + 20 + 11)
     assert format_duration(30) == "30 s" and format_duration(600) == "10 min" and format_duration(7200) == "2.0 h"
+
+
+def test_eta_scales_each_cells_own_history_by_this_runs_pace(tmp_path: Path) -> None:
+    lenet, vgg = Cell(OPENBLAS, "im2col", "lenet5"), Cell(TORCH, "compile", "vgg16")
+    history = {history_key(lenet, "cpu"): 4.0, history_key(vgg, "cpu"): 60.0}
+    eta = Eta(history, "cpu")
+    eta.add(lenet, 2.0)  # this run goes twice as fast as the one the history remembers
+    assert eta.left([vgg]) == pytest.approx(30.0)
+    assert Eta(history, "another cpu").left([vgg]) is None, "no cell of this run yet"
+    eta.remember(tmp_path / "walls.json")
+    assert load_history(tmp_path / "walls.json")[history_key(lenet, "cpu")] == 2.0
+
+
+def test_eta_without_history_weighs_a_framework_mode_against_its_model() -> None:
+    eta = Eta()
+    eta.add(Cell(OPENBLAS, "im2col", "lenet5"), 2.0)
+    eta.add(Cell(TORCH, "compile", "lenet5"), 30.0)  # torch.compile: half a minute of compiling
+    eta.add(Cell(OPENBLAS, "im2col", "vgg16"), 20.0)
+    later = eta.left([Cell(TORCH, "compile", "vgg16")])
+    assert later == pytest.approx(20.0 * 30.0 / 16.0), "vgg16's mean times compile's ratio to lenet5's mean"
 
 
 def test_with_load_keeps_predicts_reading() -> None:

@@ -10,13 +10,15 @@ Standard library only: the runner builds configs without NumPy.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from ..compat import UNION_TYPES, type_hints
+
 if TYPE_CHECKING:
+    from ..backends.registry import FrameworkInfo
     from ..models import ModelSpec
 
 C = TypeVar("C", bound="ScenarioConfig")
@@ -67,9 +69,30 @@ class ScenarioConfig:
         """The batch of the cell's own figures (a sweep's points carry their own)."""
         return 1
 
+    def largest_batch(self) -> int:
+        """The largest batch any measurement of the cell runs: the reference the runner prepares covers it."""
+        return self.cell_batch()
+
     def points(self) -> int:
         """How many separate measurements the scenario makes: the runner's timeout scales with it."""
         return 1
+
+    def network(self, spec: ModelSpec) -> ModelSpec | None:
+        """The network a cell runs for the registered model ``spec`` (the train scenario: its form for
+        the dataset's images); None where the scenario does not run that model (no cell is planned)."""
+        return spec
+
+    def modes(self, info: FrameworkInfo) -> tuple[str, ...]:
+        """The framework's modes this scenario measures (the train scenario: those it trains in)."""
+        return info.modes
+
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets a cell reads: predict checks them before it runs (one missing is exit 2)."""
+        return ()
+
+    def identity_fields(self) -> tuple[str, ...]:
+        """The names of ``IDENTITY`` that make this cell a cell of its own (a default may leave one out)."""
+        return self.IDENTITY
 
     # --- the one conversion to and from strings ---------------------------------------------------
 
@@ -79,7 +102,7 @@ class ScenarioConfig:
 
     def identity(self) -> tuple[tuple[str, str], ...]:
         strings = self.to_strings()
-        return tuple((name, strings[name]) for name in self.IDENTITY)
+        return tuple((name, strings[name]) for name in self.identity_fields())
 
     def to_args(self, *, skip: tuple[str, ...] = ()) -> list[str]:
         """The predict flags that give exactly this config."""
@@ -101,7 +124,7 @@ class ScenarioConfig:
 
         Bad values raise ``ValueError`` naming the flag.
         """
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name in data:
@@ -111,7 +134,7 @@ class ScenarioConfig:
 
 def fields_of(config_type: type[ScenarioConfig]) -> list[tuple[dataclasses.Field[Any], Any]]:
     """A config's fields with their resolved type hints (for building command-line options)."""
-    hints = typing.get_type_hints(config_type)
+    hints = type_hints(config_type)
     return [(f, hints[f.name]) for f in dataclasses.fields(config_type)]
 
 
@@ -127,7 +150,7 @@ def element_type(hint: Any) -> Any:
 def parse_value(hint: Any, text: str, where: str) -> Any:
     """A string (space separated for tuples) as the field's type; ``ValueError`` naming ``where``."""
     scalar = element_type(hint)
-    if typing.get_origin(scalar) in (typing.Union, types.UnionType):
+    if typing.get_origin(scalar) in UNION_TYPES:
         raise TypeError(f"{where}: optional fields are not supported in a scenario config")
     try:
         if is_tuple(hint):

@@ -45,6 +45,9 @@ class ThroughputConfig(ScenarioConfig):
     def cell_batch(self) -> int:
         return self.batches[0] if self.batches else 1
 
+    def largest_batch(self) -> int:
+        return max(self.batches, default=1)
+
     def points(self) -> int:
         return len(self.batches) or len(DEFAULT_BATCHES)
 

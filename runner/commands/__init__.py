@@ -10,6 +10,7 @@ while those modules change, and the host never imports a deep-learning framework
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ from frameworks.options import UsageError
 
 from ..catalog import CATALOG_PATH, CatalogError
 from ..rundir import RunDirError
-from .common import EXIT_INTERRUPTED, EXIT_USAGE, log
+from .common import EXIT_ENGINE_LOST, EXIT_INTERRUPTED, EXIT_USAGE, log
 
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # one line, not a traceback
 COMMANDS = ("list", "build", "base-image", "venv", "compose", "matrix", "report", "publish")
 
 
@@ -47,13 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..engine import EngineUnavailable
+    from ..engine import EngineLost, EngineUnavailable
 
     try:
         code: int = command_module(args.command).run(args)
         return code
     except (UsageError, CatalogError, RunDirError, EngineUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineLost as exc:  # a build, or the preparation of a run, lost its engine
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ENGINE_LOST
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        print(f"error: cannot write {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         log("\ninterrupted")

@@ -11,7 +11,7 @@ from frameworks.result import RESULTS_FILE
 from ..catalog import Catalog, ImageSpec
 from ..rundir import RunDirError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def log(message: str) -> None:

@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
         engine = engine_version(client)
     states = {name: _image_state(client, image) for name, image in catalog.images.items()}
     rows = [
-        [v.name, v.framework, v.device, " ".join(v.modes), v.image.tag, states[v.image.name],
+        [v.name, v.framework, v.device, " ".join(v.modes), v.image.tag, f"{v.image.release} {v.image.python}",
+         "unavailable" if v.unavailable else states[v.image.name],
          "unsupported" if unsupported(v) else venv_state(v.image)]
         for v in catalog.variants.values()
     ]  # fmt: skip
-    print(tabulate(rows, headers=["variant", "framework", "device", "modes", "image", "image state", "local venv"]))
+    headers = ["variant", "framework", "device", "modes", "image", "Debian, Python", "image state", "local venv"]
+    print(tabulate(rows, headers=headers))
     print()
     print(tabulate(scenario_rows(), headers=["scenario", "what it measures", "options (defaults)"]))
     print(f"\nDocker engine: {engine}")

@@ -9,30 +9,39 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from frameworks.models import MODELS
 from frameworks.options import UsageError, add_scenario_options, choose_scenarios, given_options
-from frameworks.result import RESULTS_FILE, Result, RunInfo, utc_now
+from frameworks.result import RESULTS_FILE, RUN_FILE, Result, RunInfo, utc_now
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from frameworks.scenarios.config import DEFAULT_TIMEOUT_S
 
 from ..catalog import Catalog, CatalogError, Variant, load_catalog
+from ..engine import EngineLost
+from ..hosts import LOCAL, Host, check_host, parse_hosts
 from ..matrix import (
     DEFAULT_MEMORY,
+    Cell,
     Launcher,
     MatrixRun,
+    ResultsUnwritable,
     Settings,
     check_cpuset,
     check_models,
     default_cpuset,
-    measure_host_peak,
+    finished_keys,
+    history_path,
     memory_bytes,
     plan,
+    prepare_inputs,
 )
 from ..rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, write_run_info
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, log, render
+from ..worker import HostJob, start_info, work
+from .common import EXIT_ENGINE_LOST, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, log, render
 
 HELP = "build what is stale, then run every cell, one at a time"
 # What a resumed run keeps from run.json: given again, these are ignored with a note.
@@ -57,16 +66,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-image", help="build stale images on this base (docker launcher)")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the host's matmul peak")
     p.add_argument("--no-report", action="store_true", help="skip rendering the reports at the end")
+    p.add_argument("--hosts", nargs="+", metavar="HOST", help="run on these machines' engines, in parallel, one cell "
+                   "at a time on each: NAME=URL (unix://PATH, ssh://USER@HOST[:PORT], tcp://HOST:PORT), a .toml "
+                   "hosts file, or docker context names (default: this machine alone)")  # fmt: skip
+    p.add_argument("--ship-images", action="store_true", help="with --hosts: build the images here once and load "
+                   "them on each host (docker save/load, ids checked) instead of building on each")  # fmt: skip
     add_scenario_options(p, for_runner=True)
 
 
-def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str) -> Settings:
-    """The settings of a new run from the command line; any bad value is a ``UsageError``."""
+def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str, check_cpus: bool = True) -> Settings:
+    """The settings of a new run from the command line; any bad value is a ``UsageError``.
+
+    ``check_cpus``: the cpuset must be this machine's (not in a run on other machines, whose CPUs the
+    hosts themselves say).
+    """
     variants = catalog.select(args.variants)
     models = check_models(args.models or list(MODELS))
     scenarios = [s.name for s in choose_scenarios(args.scenarios or [DEFAULT_SCENARIO])]
     cpus = args.cpus or default_cpuset()
-    check_cpuset(cpus)
+    if check_cpus:
+        check_cpuset(cpus)
     memory = args.memory or DEFAULT_MEMORY
     memory_bytes(memory)
     timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
@@ -85,7 +104,7 @@ def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str) -> S
     )
 
 
-def resumed_settings(args: argparse.Namespace, run_dir: Path) -> tuple[Settings, RunInfo]:
+def resumed_settings(args: argparse.Namespace, run_dir: Path, several: bool = False) -> tuple[Settings, RunInfo]:
     info = read_run_info(run_dir)
     try:
         settings = Settings.from_dict(info.settings)
@@ -97,7 +116,8 @@ def resumed_settings(args: argparse.Namespace, run_dir: Path) -> tuple[Settings,
         log(f"resume: ignoring {flags}: a resumed run keeps its settings")
     if args.launcher not in (None, settings.launcher):
         raise UsageError(f"--launcher {args.launcher}: run {run_dir} used the {settings.launcher} launcher")
-    check_cpuset(settings.cpus)
+    if not several:
+        check_cpuset(settings.cpus)
     return settings, info
 
 
@@ -121,42 +141,200 @@ def choose_launcher(wanted: str, base_image: str | None) -> Launcher:
 
 def run(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
+    hosts = parse_hosts(args.hosts) if args.hosts else None
     info: RunInfo | None = None
     if args.resume:
-        settings, info = resumed_settings(args, args.resume)
+        settings, info = resumed_settings(args, args.resume, several=bool(hosts or (read_run_info(args.resume).hosts)))
         variants = [_resumed_variant(catalog, name, args.resume) for name in settings.variants]
+        if info.hosts:
+            return run_hosts(args, settings, variants, hosts or recorded_hosts(info), info)
+        if hosts:
+            raise UsageError(f"--hosts: run {args.resume} ran on this machine alone")
     else:
-        settings = new_settings(args, catalog, "auto")
+        settings = new_settings(args, catalog, "auto", check_cpus=hosts is None)
         variants = catalog.select(list(settings.variants))
+        if hosts:
+            return run_hosts(args, replace(settings, launcher="docker"), variants, hosts, None)
+    return run_here(args, settings, variants, info)
+
+
+def run_here(args: argparse.Namespace, settings: Settings, variants: list[Variant], info: RunInfo | None) -> int:
+    """The matrix on this machine: one worker, in this thread, writing RUN_DIR/results.jsonl."""
     wanted = (args.launcher or settings.launcher) if args.resume else (args.launcher or "auto")
     launcher = choose_launcher(wanted, args.base_image)
     settings = replace(settings, launcher=launcher.name)
     log(f"launcher: {launcher.describe()}")
     cells = plan(variants, settings)
     previous: list[Result] = _load_for_resume(args.resume) if args.resume else []
-    done = {r.key() for r in previous}
+    done = finished_keys(previous)
     todo = [c for c in cells if c.key(settings.launcher) not in done]
     log(f"{len(cells)} cells ({len(cells) - len(todo)} already done); scenarios {' '.join(settings.scenarios)}; "
         f"CPUs {settings.cpus} ({settings.threads} threads), {settings.timeout:g} s per measurement")  # fmt: skip
     needed = [v for v in variants if any(c.variant.name == v.name for c in todo)]
-    prepared = launcher.prepare(needed, log)  # every build finishes before the first cell is timed
     run_dir = args.resume or new_run_dir(Path(settings.out))
-    info = _start_info(run_dir, settings, launcher, prepared.ids, info, args.no_peak)
+    try:
+        launcher.begin(run_dir.name, log)  # what killed runners left behind goes before any build or timing
+        prepared = launcher.prepare(needed, log)  # every build finishes before the first cell is timed
+    except EngineLost:
+        if not args.resume and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a new run that never started leaves no empty directory behind
+        raise
+    made = prepare_inputs([c for c in todo if c.variant.name in prepared.ids], settings.seed, log)
+    cells = [replace(c, inputs=made.get(c.model)) for c in cells]
+    job = HostJob(Host(LOCAL, "unix:///var/run/docker.sock"), run_dir, run_dir.name, settings, cells, done, info,
+                  connect=lambda: launcher, log=log, no_peak=args.no_peak)  # fmt: skip
+    info = start_info(job, launcher, prepared)
     write_run_info(run_dir, info)
     log(f"run directory: {run_dir}")
-    matrix = MatrixRun(cells, launcher, settings, run_dir, prepared, host=info.host, done=done)
+    matrix = MatrixRun(cells, launcher, settings, run_dir, prepared, host=info.host, done=done, history=history_path())
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         results = matrix.run()
     except KeyboardInterrupt:
         log(f"\ninterrupted: finish it with  python -m runner matrix --resume {run_dir}")
         return EXIT_INTERRUPTED
+    except EngineLost as exc:
+        log(f"error: {exc}; what finished is in {run_dir / RESULTS_FILE}: once an engine answers, "
+            f"finish it with  python -m runner matrix --resume {run_dir}")  # fmt: skip
+        return EXIT_ENGINE_LOST
+    except ResultsUnwritable as exc:
+        print(exc.result.to_json())  # the cell it could not record, on stdout rather than lost
+        log(
+            f"\nerror: {exc}; every earlier line is whole: free space, then  python -m runner matrix --resume {run_dir}"
+        )
+        return EXIT_USAGE
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     write_run_info(run_dir, replace(info, finished_at=utc_now()))
     if not args.no_report:
         render(run_dir, None)
     return _verdict(previous + results, run_dir)
+
+
+# --- several machines -------------------------------------------------------------------------------
+
+
+def recorded_hosts(info: RunInfo) -> list[Host]:
+    """The hosts of a run as run.json names them (no TLS paths are recorded: those hosts need --hosts again)."""
+    hosts = []
+    for name, url in info.hosts.items():
+        if url.startswith("tcp://"):
+            raise UsageError(f"resume: host {name} ({url}) needs its TLS settings again: give --hosts as the run did")
+        hosts.append(check_host(Host(name, url)))
+    return hosts
+
+
+def run_hosts(
+    args: argparse.Namespace, settings: Settings, variants: list[Variant], hosts: list[Host], old: RunInfo | None
+) -> int:
+    """One worker per host, in threads: cells one at a time on each machine, machines in parallel."""
+    from frameworks.environment import environment
+
+    if old is not None and set(old.hosts) != {h.name for h in hosts}:
+        raise UsageError(f"--hosts {' '.join(h.name for h in hosts)}: the run's hosts are {' '.join(old.hosts)}")
+    run_dir = args.resume or new_run_dir(Path(settings.out))
+    top = old or RunInfo(
+        run_id=run_dir.name, command=settings.command(hosts), launcher="docker", started_at=utc_now(),
+        host=environment(), settings=settings.to_dict(), hosts={h.name: h.public_url for h in hosts},
+    )  # fmt: skip
+    write_run_info(run_dir, replace(top, finished_at=None))
+    log(f"run directory: {run_dir}; hosts: {', '.join(f'{h.name} ({h.public_url})' for h in hosts)}")
+    ship = _shipper(args, variants, settings) if args.ship_images else None
+    jobs = [_host_job(args, h, run_dir, settings, variants, ship) for h in hosts]
+    stop = threading.Event()
+    threads = [threading.Thread(target=work, args=(job, stop), name=job.host.name, daemon=True) for job in jobs]
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for job in jobs:
+            if job.launcher is not None:
+                job.launcher.abort()
+        for thread in threads:
+            thread.join(timeout=60)
+        log(f"\ninterrupted: finish it with  python -m runner matrix --resume {run_dir}")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    write_run_info(run_dir, replace(top, finished_at=utc_now()))
+    if not args.no_report:
+        render(run_dir, None)
+    every = [r for job in jobs for r in (*job.previous, *job.results)]
+    verdict = _verdict(every, run_dir)
+    lost = [job for job in jobs if job.lost]
+    for job in lost:
+        log(f"error: host {job.host.name}: {job.lost}; once it answers, finish with  "
+            f"python -m runner matrix --resume {run_dir}")  # fmt: skip
+    return EXIT_ENGINE_LOST if lost else verdict
+
+
+def _host_job(
+    args: argparse.Namespace, host: Host, run_dir: Path, settings: Settings, variants: list[Variant], ship: Any
+) -> HostJob:
+    host_dir = run_dir / "hosts" / host.name
+    old = read_run_info(host_dir) if args.resume and (host_dir / RUN_FILE).exists() else None
+    previous = _load_for_resume(host_dir) if args.resume and (host_dir / RESULTS_FILE).exists() else []
+    prefix = f"[{host.name}] "
+
+    def say(line: str) -> None:
+        log(f"{prefix}{line}")
+
+    def connect() -> Any:
+        from ..docker_launcher import DockerLauncher
+        from ..hosts import connect_host
+
+        return DockerLauncher(connect_host(host), base_image=args.base_image)
+
+    def resolve(launcher: Any) -> tuple[Settings, list[Cell]]:
+        """This host's settings (its own cpuset: all its CPUs unless told; none when it never answered)
+        and its cells."""
+        if old is not None:
+            mine = Settings.from_dict(old.settings)
+        elif launcher is None:
+            mine = replace(settings, cpus=host.cpus or args.cpus or "0")
+        else:
+            cpus = host.cpus or args.cpus or f"0-{int(launcher.client.info()['NCPU']) - 1}"
+            mine = replace(settings, cpus=cpus, memory=host.memory or settings.memory)
+        return mine, plan(variants, mine)
+
+    def ready(launcher: Any, say: Any) -> None:
+        """Before building there: the base images, from this machine's engine when the host has none."""
+        from ..engine import EngineUnavailable, connect
+        from ..worker import ship_base_images
+
+        try:
+            here = connect(timeout=600)
+        except EngineUnavailable:
+            return  # nothing to ship from: the host builds on what it has
+        ship_base_images(here, launcher.client, say)
+
+    return HostJob(host, host_dir, run_dir.name, settings, [], finished_keys(previous), old, connect=connect,
+                   log=say, no_peak=args.no_peak, probe=True, local_files=not host.is_remote, ship=ship,
+                   resolve=resolve, previous=previous, ready=ready)  # fmt: skip
+
+
+def _shipper(args: argparse.Namespace, variants: list[Variant], settings: Settings) -> Any:
+    """Build every image on this machine's engine once; each host then loads them (``--ship-images``)."""
+    from ..docker_launcher import DockerLauncher
+    from ..engine import connect
+    from ..worker import ship_images
+
+    local = DockerLauncher(connect(), base_image=args.base_image)
+    prepared = local.prepare(variants, log)
+    lock = threading.Lock()
+
+    def ship(launcher: Any, names: list[str], say: Any) -> Any:
+        wanted = {v: prepared.ids[v] for v in names if v in prepared.ids}
+        with lock:  # one image stream at a time out of this engine
+            ship_images(local.client, launcher.client, {i: i for i in set(wanted.values())}, say)
+        return replace(prepared, ids=wanted)
+
+    return ship
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -184,38 +362,10 @@ def _load_for_resume(run_dir: Path) -> list[Result]:
     return loaded.results
 
 
-def _start_info(
-    run_dir: Path, settings: Settings, launcher: Launcher, ids: dict[str, str], old: RunInfo | None, no_peak: bool
-) -> RunInfo:
-    """run.json at the start: a new run's, or a resumed run's with this session's images added."""
-    from frameworks.environment import environment
-
-    if old is not None:
-        changed = [v for v, i in ids.items() if old.images.get(v) not in (None, i)]
-        if changed:
-            log(f"resume: warning: the image of {', '.join(changed)} changed since the run started")
-        resumes = str(int(old.settings.get("resumes", "0")) + 1)
-        settings_now = {**old.settings, "resumes": resumes}
-        return replace(old, images={**old.images, **ids}, finished_at=None, settings=settings_now)
-    started = utc_now()
-    peak, note = (None, "not measured (--no-peak)") if no_peak else measure_host_peak(settings.cpus)
-    if not no_peak:
-        log(f"host matmul peak: {f'{peak:.1f} GFLOP/s' if peak else note}")
-    host = environment(matmul_peak_gflops=peak)
-    return RunInfo(
-        run_id=run_dir.name,
-        command=settings.command(),
-        launcher=launcher.name,
-        started_at=started,
-        host=host,
-        docker_version=launcher.version(),
-        images=dict(ids),
-        settings={**settings.to_dict(), "matmul_peak": note},
-        matmul_peak_gflops=peak,
-    )
-
-
 def _verdict(results: list[Result], run_dir: Path) -> int:
+    """The summary line and exit code: each cell counted once, by its newest line (a resumed cell replaces
+    the line of the attempt the engine took with it)."""
+    results = list({r.key(): r for r in results}.values())
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
     unverified = [r.cell for r in results if r.status == "ok" and not r.verified]
     log(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped: {run_dir / RESULTS_FILE}")
