@@ -566,7 +566,11 @@ def test_cpu_image_is_current_and_imports_its_framework(
     found = client.images.get(tag)
     assert found.labels[LABEL_HASH] == image.spec_hash() and found.labels[LABEL_BASE]
     assert found.attrs["Config"]["User"] == "10001:10001"
-    out = run(client, tag, ["python", "-c", f"import {image.framework}, os; print(os.getuid(), os.getcwd())"])
+    code = (  # the backend's version() imports the framework under whatever module name it has (tflite: LiteRT)
+        f"import os; from frameworks.backends.registry import load_backend; "
+        f"load_backend({image.framework!r}).version(); print(os.getuid(), os.getcwd())"
+    )
+    out = run(client, tag, ["python", "-c", code])
     assert out.split()[-2:] == ["10001", "/app"]
 
 
