@@ -50,7 +50,10 @@ def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], *fragments: s
         (["matrix", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
         (["matrix", "--backend", "kubernetes"], ["invalid choice: 'kubernetes'"]),
         (["matrix", "--launcher", "kubernetes"], ["invalid choice: 'kubernetes'"]),
-        (["matrix", "--scenarios", "train"], ["unknown scenario 'train'", "valid scenarios: latency, throughput"]),
+        (
+            ["matrix", "--scenarios", "prune"],
+            ["unknown scenario 'prune'", "valid scenarios: latency, throughput, threads, train"],
+        ),
         (["matrix", "--batches", "1", "4"], ["--batches applies to the throughput scenario, not to latency"]),
         (["matrix", "--scenarios", "throughput", "--batches", "0"], ["throughput: --batches must be positive"]),
         (["matrix", "--scenarios", "threads", "--thread-counts", "x"], ["argument --thread-counts: invalid int"]),
