@@ -46,7 +46,7 @@ def test_small_models_are_timed_for_a_second_by_default():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--framework", "caffe", "--model", "lenet5"], "unknown framework 'caffe'; valid frameworks: mxnet, numpy"),
+        (["--framework", "theano", "--model", "lenet5"], "unknown framework 'theano'; valid frameworks: caffe2"),
         (["--framework", "numpy", "--model", "alexnet"], "unknown model 'alexnet'; valid models:"),
         (["--framework", "numpy", "--model", "lenet5", "--mode", "xla"], "unknown mode 'xla' for numpy; valid modes"),
         (["--framework", "numpy", "--model", "lenet5", "--device", "cuda"], "numpy has no 'cuda' device"),
