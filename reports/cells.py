@@ -199,3 +199,15 @@ def matmul_peak(result: Result, info: RunInfo | None) -> float | None:
         if value is not None and math.isfinite(value) and value > 0:
             return value
     return None
+
+
+@dataclass(frozen=True)
+class SweepLine:
+    """One chart line: a row's figure at each x (NaN where the point has none). The sweep charts and
+    the training curves both draw these (``charts.Line``)."""
+
+    label: str
+    group: str  # colour key: the framework
+    xs: tuple[int, ...]
+    ys: tuple[float, ...]
+    unverified: tuple[bool, ...]

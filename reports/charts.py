@@ -309,7 +309,7 @@ def _history_panel(ax: Axes, history: History) -> None:
 
 
 class Line(Protocol):
-    """One line of a sweep chart (``content.SweepLine``): a row's figure at each x, NaN where none."""
+    """One line of a sweep chart (``cells.SweepLine``): a row's figure at each x, NaN where none."""
 
     @property
     def label(self) -> str: ...

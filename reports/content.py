@@ -23,6 +23,7 @@ from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ReportSpec
 from . import fmt
 from .cells import (
     Figures,
+    SweepLine,
     build_mismatch,
     effective_build,
     figures,
@@ -139,17 +140,6 @@ class SweepCell:
     reason: str  # "failed: out of memory ..." when not ok
     flags: tuple[str, ...]  # an output that did not match the reference, the point's own warnings
     unverified: bool
-
-
-@dataclass(frozen=True)
-class SweepLine:
-    """One chart line: a row's figure at each x (NaN where the point has none)."""
-
-    label: str
-    group: str  # colour key: the framework
-    xs: tuple[int, ...]
-    ys: tuple[float, ...]
-    unverified: tuple[bool, ...]
 
 
 @dataclass(frozen=True)

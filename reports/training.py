@@ -27,7 +27,7 @@ from frameworks.result import Result, Training
 from frameworks.scenarios.train import NAME as TRAIN
 
 from . import fmt
-from .cells import framework_title, model_order, model_title
+from .cells import SweepLine, framework_title, model_order, model_title
 from .compare import CI_LEVEL, RESAMPLES, bootstrap_ratio_ci
 
 BASELINE = ("torch", "eager")  # what every training time is relative to
@@ -59,17 +59,6 @@ class TrainingRow:
 
 
 @dataclass(frozen=True)
-class CurveLine:
-    """One line of a training chart (the charts' ``Line``): a cell's figure at each x."""
-
-    label: str
-    group: str  # colour key: the framework
-    xs: tuple[int, ...]
-    ys: tuple[float, ...]
-    unverified: tuple[bool, ...]
-
-
-@dataclass(frozen=True)
 class Agreement:
     """How far apart the cells' losses are at one step: (largest - smallest) / smallest."""
 
@@ -87,8 +76,8 @@ class TrainingModel:
     rows: tuple[TrainingRow, ...]
     epochs: tuple[int, ...]  # the epoch numbers of the accuracy table
     accuracy_rows: tuple[tuple[str, tuple[str, ...]], ...]  # label, accuracy after each epoch
-    loss_lines: tuple[CurveLine, ...]
-    accuracy_lines: tuple[CurveLine, ...]
+    loss_lines: tuple[SweepLine, ...]
+    accuracy_lines: tuple[SweepLine, ...]
     agreement: tuple[Agreement, ...]
     notes: tuple[str, ...]
 
@@ -226,17 +215,17 @@ def _relative(walls: list[float], base: list[float], is_baseline: bool) -> tuple
     return fmt.ratio(ratio), fmt.interval(low, high)
 
 
-def _loss_line(result: Result, label: str) -> CurveLine:
+def _loss_line(result: Result, label: str) -> SweepLine:
     t = result.training
     assert t is not None
-    return CurveLine(label, result.framework, t.loss_steps, t.losses, tuple(False for _ in t.losses))
+    return SweepLine(label, result.framework, t.loss_steps, t.losses, tuple(False for _ in t.losses))
 
 
-def _accuracy_line(result: Result, label: str) -> CurveLine:
+def _accuracy_line(result: Result, label: str) -> SweepLine:
     t = result.training
     assert t is not None
     xs = tuple(e.epoch for e in t.epochs)
-    return CurveLine(label, result.framework, xs, tuple(100.0 * e.test_accuracy for e in t.epochs), (False,) * len(xs))
+    return SweepLine(label, result.framework, xs, tuple(100.0 * e.test_accuracy for e in t.epochs), (False,) * len(xs))
 
 
 def _loss_at(training: Training, step: int) -> float | None:
