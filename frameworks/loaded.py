@@ -11,6 +11,7 @@ Must import on Python 3.9 (the bullseye images).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
 
@@ -132,3 +133,18 @@ def needed_libraries(path: str) -> list[str]:
                 end = data.index(b"\0", strtab + value)
                 needed.append(data[strtab + value : end].decode())
     return needed
+
+
+OPENMP_TAGS = ("libgomp", "libiomp", "libomp")
+
+
+def omp_max_threads(tags: tuple[str, ...] = OPENMP_TAGS) -> int:
+    """``omp_get_max_threads()`` of the first OpenMP runtime mapped into this process (a wheel's own
+    libgomp, say) whose name has one of ``tags``; 0 when none is. How a framework that gives no
+    thread query of its own is read back."""
+    for path in mapped_libraries(tags):
+        try:
+            return int(ctypes.CDLL(path).omp_get_max_threads())
+        except (OSError, AttributeError):
+            continue
+    return 0

@@ -22,7 +22,6 @@ This module must import on Python 3.9.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 from typing import Any
 
@@ -31,7 +30,7 @@ from caffe2.proto import caffe2_pb2
 from caffe2.python import brew, core, model_helper, workspace
 from caffe2.python import build as caffe2_build  # not `build`: this module defines build()
 
-from ..loaded import mapped_libraries
+from ..loaded import omp_max_threads
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
 from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 
@@ -71,20 +70,10 @@ def build_facts() -> dict[str, str]:
     blas = str(options.get("BLAS_INFO", ""))
     default = "MKL" if blas == "mkl" else blas or "unknown"
     facts[IN_EFFECT] = "MKL-DNN (iDeep)" if _built.get("device") == "IDEEP" else default
-    threads = omp_threads()
+    threads = omp_max_threads(("libgomp",))
     if threads:
         facts["omp_threads"] = str(threads)
     return facts
-
-
-def omp_threads() -> int:
-    """``omp_get_max_threads()`` of the OpenMP runtime the wheel mapped (its own libgomp); 0 if none."""
-    for path in mapped_libraries(("libgomp",)):
-        try:
-            return int(ctypes.CDLL(path).omp_get_max_threads())
-        except (OSError, AttributeError):
-            continue
-    return 0
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
@@ -105,7 +94,7 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     ws.create_net(model.net.Proto().SerializeToString())
     params, buffers = count_params(ws, model)
     _built.update(mode=options.mode, device="IDEEP" if options.mode == "ideep" else "CPU")
-    threads = omp_threads() or None
+    threads = omp_max_threads(("libgomp",)) or None
     return Built(_forward(ws, model.net.Proto().name, output, device), params, buffers, threads=threads)
 
 

@@ -19,7 +19,6 @@ This module must import on Python 3.9.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 from typing import Any
@@ -30,7 +29,7 @@ import nnabla.parametric_functions as PF
 import numpy as np
 from nnabla.ext_utils import get_extension_context
 
-from ..loaded import MATH_TAGS, blas_facts, mapped_libraries, needed_libraries
+from ..loaded import MATH_TAGS, OPENMP_TAGS, blas_facts, needed_libraries, omp_max_threads
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
 from .registry import IN_EFFECT, THREADS_FIXED, BuildOptions, Built, Forward, FrameworkInfo
 
@@ -56,9 +55,6 @@ def context() -> Any:
     return get_extension_context(EXTENSION, type_config=TYPE_CONFIG)
 
 
-OPENMP_TAGS = ("libgomp", "libiomp", "libomp")
-
-
 def build_facts() -> dict[str, str]:
     """NNabla's version and context, the math libraries its own library links, NumPy's BLAS, its threads."""
     ctx = nn.get_current_context()
@@ -69,7 +65,7 @@ def build_facts() -> dict[str, str]:
     if numpy_blas:
         facts["numpy_blas"] = numpy_blas
     facts[IN_EFFECT] = "Eigen" if not links else ",".join(links)
-    threads = omp_threads()
+    threads = omp_max_threads()
     if threads:
         facts["omp_threads"] = str(threads)
     elif not any(tag in name for name in links for tag in OPENMP_TAGS):
@@ -84,16 +80,6 @@ def own_math_links() -> list[str]:
     return [name for name in needed_libraries(library) if any(tag in name.lower() for tag in tags)]
 
 
-def omp_threads() -> int:
-    """``omp_get_max_threads()`` of an OpenMP runtime mapped into the process; 0 when none is."""
-    for path in mapped_libraries(OPENMP_TAGS):
-        try:
-            return int(ctypes.CDLL(path).omp_get_max_threads())
-        except (OSError, AttributeError):
-            continue
-    return 0
-
-
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
     if options.mode not in MODES:
         raise ValueError(f"unknown nnabla mode {options.mode!r}; valid modes: {', '.join(MODES)}")
@@ -106,7 +92,7 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
         y = to_graph(spec, x)
         load_weights(spec, weights)
         params, buffers = count_params()
-    return Built(_forward(x, y), params=params, buffers=buffers, threads=omp_threads() or 1)  # no OpenMP: one
+    return Built(_forward(x, y), params=params, buffers=buffers, threads=omp_max_threads() or 1)  # no OpenMP: one
 
 
 def to_graph(spec: ModelSpec, x: Any) -> Any:
