@@ -6,17 +6,19 @@ than the script a user would write. For each framework, mode and model, this bui
 forward and a hand-written model of the same architecture in the same framework and mode (the way
 its documentation writes it: Keras with ``padding="same"`` on NHWC input, ``torch.nn`` modules,
 Gluon's model zoo, ONNX exported by ``torch.onnx``), then alternates blocks of timed iterations of
-the two in one process and prints the ratio of medians (ours / hand-written; the target is at most
-1.03). Each framework runs in a process of its own with the same thread count.
+the two in one process and prints ours / hand-written, paired round by round, with its 95%
+confidence interval (the target is at most 1.03). Each framework runs in a process of its own with
+the same thread count.
 
     python -m benchmarks.bench_handwritten [--frameworks torch tensorflow onnxruntime mxnet]
-        [--models lenet5 mobilenet_v1 vgg16] [--threads 2] [--rounds 8] [--block 10]
+        [--models lenet5 mobilenet_v1 vgg16] [--threads 2] [--rounds 16] [--block 10] [--block-time 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -178,7 +180,38 @@ def _blocks(ours: Forward, theirs: Forward, ours_shape: tuple[int, ...], theirs_
     return samples["ours"], samples["theirs"]
 
 
-def child(framework: str, mode: str, model: str, threads: int, rounds: int, block: int) -> dict[str, Any]:
+def block_size(samples: list[float], block: int, block_time: float) -> int:
+    """Iterations per block: at least ``block``, and enough for ``block_time`` seconds of the slower side.
+
+    A block of ten LeNet-5 iterations lasts under a millisecond, and the first calls after a switch
+    between two models in one process pay for the switch (caches, a thread pool waking up): with
+    blocks that short, which model ran first decided a 10% difference. Blocks of a tenth of a second
+    or more leave that cost in the noise.
+    """
+    per_iteration = max(statistics.median(samples), 1e-9)
+    return max(block, math.ceil(block_time / per_iteration))
+
+
+def paired_ratio(ours: list[float], theirs: list[float], block: int) -> tuple[float, float, float]:
+    """Ours over hand-written, round by round: the median of the rounds' ratios of block medians, and
+    its 95% confidence interval (order statistics, ``frameworks.stats.median_ci``).
+
+    Both blocks of a round ran back to back, so a slow minute of the machine (this VM drifts by 5-10%
+    over a VGG-16 run) moves both and cancels in their ratio, where it would not in a ratio of the
+    two overall medians.
+    """
+    from frameworks.stats import median_ci
+
+    ratios = sorted(
+        statistics.median(ours[i : i + block]) / statistics.median(theirs[i : i + block])
+        for i in range(0, min(len(ours), len(theirs)), block)
+    )
+    low, high = median_ci(ratios)
+    return statistics.median(ratios), low, high
+
+
+def child(framework: str, mode: str, model: str, threads: int, rounds: int, block: int,
+          block_time: float) -> dict[str, Any]:  # fmt: skip
     from frameworks.backends.registry import BuildOptions, load_backend
     from frameworks.environment import LoadMeter
     from frameworks.models import get_model
@@ -188,12 +221,15 @@ def child(framework: str, mode: str, model: str, threads: int, rounds: int, bloc
     built = load_backend(framework).build(spec, canonical_weights(spec), BuildOptions(mode, "cpu", threads))
     theirs, theirs_shape = SCRIPTS[framework](model, mode, threads)
     ours_shape = (1, *spec.input_shape)
-    _blocks(built.forward, theirs, ours_shape, theirs_shape, 1, 5)  # warm both up (compiles, caches)
+    warm_ours, warm_theirs = _blocks(built.forward, theirs, ours_shape, theirs_shape, 1, 5)  # compiles, caches
+    block = block_size(warm_ours[1:] + warm_theirs[1:], block, block_time)
     meter = LoadMeter()
     meter.start()
     ours, hand = _blocks(built.forward, theirs, ours_shape, theirs_shape, rounds, block)
     load = meter.stop()
-    return {"ours_ms": statistics.median(ours) * 1e3, "theirs_ms": statistics.median(hand) * 1e3, "load": load}
+    ratio, low, high = paired_ratio(ours, hand, block)
+    return {"ours_ms": statistics.median(ours) * 1e3, "theirs_ms": statistics.median(hand) * 1e3, "load": load,
+            "block": block, "ratio": ratio, "ratio_ci": [low, high]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,15 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frameworks", nargs="+", default=list(SCRIPTS))
     parser.add_argument("--models", nargs="+", default=["lenet5", "mobilenet_v1", "vgg16"])
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--block", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=16, help="alternations of the two (default 16)")
+    parser.add_argument("--block", type=int, default=10, help="at least this many iterations per block")
+    parser.add_argument("--block-time", type=float, default=0.2,
+                        help="and at least this many seconds per block (default 0.2)")  # fmt: skip
     parser.add_argument("--python-mxnet", default=os.environ.get("BENCH_PYTHON_MXNET"),
                         help="the interpreter that has MXNet (default: the runner's local venv)")  # fmt: skip
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "MODE", "MODEL", "_"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         framework, mode, model, _ = args.child
-        print(json.dumps(child(framework, mode, model, args.threads, args.rounds, args.block)))
+        print(json.dumps(child(framework, mode, model, args.threads, args.rounds, args.block, args.block_time)))
         return 0
     from tabulate import tabulate
 
@@ -222,19 +260,23 @@ def main(argv: list[str] | None = None) -> int:
         for mode in MODES[framework]:
             for model in args.models:
                 command = [python, "-m", "benchmarks.bench_handwritten", "--child", framework, mode, model, "-"]
-                command += ["--threads", str(args.threads), "--rounds", str(args.rounds), "--block", str(args.block)]
+                command += ["--threads", str(args.threads), "--rounds", str(args.rounds), "--block", str(args.block),
+                            "--block-time", str(args.block_time)]  # fmt: skip
                 proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
-                    rows.append([framework, mode, model, "—", "—", "—", proc.stderr.strip().splitlines()[-1][:80]])
+                    rows.append(
+                        [framework, mode, model, "—", "—", "—", "—", "—", proc.stderr.strip().splitlines()[-1][:80]]
+                    )
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 load = f"{r['load']:.2f}" if r["load"] is not None else "?"
+                ci = f"{r['ratio_ci'][0]:.3f}-{r['ratio_ci'][1]:.3f}"
                 rows.append([framework, mode, model, f"{r['ours_ms']:.4g}", f"{r['theirs_ms']:.4g}",
-                             f"{r['ours_ms'] / r['theirs_ms']:.3f}", load])  # fmt: skip
-                print(f"{framework} {mode} {model}: ours/hand-written {r['ours_ms'] / r['theirs_ms']:.3f}",
+                             f"{r['ratio']:.3f}", ci, r["block"], load])  # fmt: skip
+                print(f"{framework} {mode} {model}: ours/hand-written {r['ratio']:.3f} (95% CI {ci})",
                       file=sys.stderr, flush=True)  # fmt: skip
     print(tabulate(rows, headers=["framework", "mode", "model", "ours ms", "hand-written ms", "ours / hand",
-                                  "other load"]))  # fmt: skip
+                                  "95% CI", "block", "other load"]))  # fmt: skip
     return 0
 
 

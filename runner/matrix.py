@@ -529,8 +529,13 @@ def load_history(path: Path) -> dict[str, float]:
 
 
 def format_duration(seconds: float) -> str:
+    """Seconds under 90 s; minutes and tens of seconds under 10 min (whole minutes there would round
+    "2 min 40 s" to "3 min", a quarter of it); whole minutes, then hours, beyond."""
     if seconds < 90:
         return f"{seconds:.0f} s"
+    if seconds < 10 * 60 - 5:
+        minutes, rest = divmod(round(seconds / 10) * 10, 60)
+        return f"{minutes:.0f} min {rest:.0f} s" if rest else f"{minutes:.0f} min"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"

@@ -190,7 +190,8 @@ emit({"errors": errors, "cuda": backend.cuda_available()})
 """,
     )
     assert out["cuda"] is False and len(out["errors"]) == 2
-    assert "valid modes: f32, auto" in out["errors"][0] and "not on 'cuda'" in out["errors"][1]
+    assert "valid modes: f32, auto" in out["errors"][0]
+    assert "unknown device 'cuda'; valid devices: cpu" in out["errors"][1]
 
 
 # --- Apache TVM -----------------------------------------------------------------------------
@@ -284,7 +285,8 @@ for options in (BuildOptions("tuned"), BuildOptions("untuned", device="cuda")):
 emit({"errors": errors})
 """,
     )
-    assert "valid modes: untuned" in out["errors"][0] and "not on 'cuda'" in out["errors"][1]
+    assert "valid modes: untuned" in out["errors"][0]
+    assert "unknown device 'cuda'; valid devices: cpu" in out["errors"][1]
 
 
 # --- ONNX Runtime's OpenVINO execution provider ---------------------------------------------

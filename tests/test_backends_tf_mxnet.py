@@ -356,7 +356,7 @@ for label, options in {"mode": BuildOptions("graph", threads=0), "device": Build
 x = make_input(spec, 2, np.random.default_rng(5))
 reference = reference_forward(spec, w, x)
 modes = {}
-for mode in b.MODES:
+for mode in b.FRAMEWORK.modes:
     net = b.make_net(spec, w, mode, mx.cpu())
     state = {"active": net._active, "flags": dict(net._flags), "cached_before": net._cached_op is not None}
     net(mx.nd.array(x))

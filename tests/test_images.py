@@ -8,10 +8,12 @@ session-scoped ``ensure_built`` fixture (cached by its spec-hash label, one buil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -662,3 +664,22 @@ def test_a_current_image_is_not_rebuilt(client: Any, ensure_built: Callable[[str
     assert lines and "current" in lines[0] and len(lines) == 1
     assert image_state(client, dataclasses.replace(image, requirements=("numpy==2.4.5",))) == "stale"
     assert image_state(client, dataclasses.replace(image, name="no-such-image")) == "missing"
+
+
+@pytest.mark.docker
+def test_no_cache_rebuilds_every_layer_and_says_how_long(client: Any, ensure_built: Callable[[str], str]) -> None:
+    """``runner build --no-cache``: the cold build a fresh machine does, timed, on a tag of its own here."""
+    ensure_built("numpy-openblas")
+    image = dataclasses.replace(CATALOG.images["numpy-openblas"], name="test-numpy-openblas-cold")
+    cached: list[str] = []
+    cold: list[str] = []
+    try:
+        build_image(client, image, base_image=None, log=cached.append)
+        assert any("Using cache" in line for line in cached), "the same steps as numpy-openblas come from its layers"
+        build_image(client, image, base_image=None, log=cold.append, force=True, cache=False)
+    finally:
+        with contextlib.suppress(Exception):
+            client.images.remove(image.tag, force=True)
+    assert any("(forced, no cache)" in line for line in cold), cold[:3]
+    assert not [line for line in cold if "Using cache" in line]
+    assert [line for line in cold if re.fullmatch(r"test-numpy-openblas-cold: built \S+ \(sha256:\w+\) in \d+ s", line)]

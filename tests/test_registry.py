@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import subprocess
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from frameworks.backends.registry import BACKENDS_DIR, FRAMEWORKS, declared_framework, get_framework
+from frameworks.backends.registry import (
+    BACKENDS_DIR,
+    FRAMEWORKS,
+    BuildOptions,
+    TrainOptions,
+    declared_framework,
+    get_framework,
+)
 from frameworks.registry import Registry
 from tests.conftest import require_framework, run_predict
 
@@ -35,6 +43,44 @@ def test_the_declaration_read_from_source_is_the_modules_own(framework: str) -> 
     declared = dataclasses.asdict(get_framework(framework))
     declared["module"] = ""  # the declaration in the module leaves it to discovery
     assert imported == json.loads(json.dumps(declared))
+
+
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+def test_the_shared_check_refuses_what_the_declaration_lacks_and_names_the_valid_ones(framework: str) -> None:
+    info = FRAMEWORKS[framework]
+    for mode in info.modes:
+        for device in info.devices:
+            info.check(BuildOptions(mode, device))
+    with pytest.raises(ValueError, match=f"unknown {framework} mode 'nope'; valid modes: {', '.join(info.modes)}$"):
+        info.check(BuildOptions("nope"))
+    with pytest.raises(ValueError, match=f"unknown device 'tpu'; valid devices: {', '.join(info.devices)}$"):
+        info.check(BuildOptions(info.modes[0], "tpu"))
+    for mode in info.modes:
+        if mode in info.train_modes:
+            info.check(TrainOptions(mode))
+        else:
+            with pytest.raises(ValueError, match=f"unknown {framework} training mode {mode!r}; valid training modes"):
+                info.check(TrainOptions(mode))
+
+
+def _first_call(function: ast.FunctionDef) -> str:
+    body = [s for s in function.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return ast.unparse(body[0]) if body else ""
+
+
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+def test_every_build_and_trainer_starts_with_the_shared_check(framework: str) -> None:
+    """The one check runs before a backend touches its framework, in build and in train alike."""
+    source = BACKENDS_DIR.parents[1].joinpath(*FRAMEWORKS[framework].module.split(".")).with_suffix(".py")
+    tree = ast.parse(source.read_text())
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert _first_call(functions["build"]) == "FRAMEWORK.check(options)"
+    if FRAMEWORKS[framework].train_modes:
+        trainers = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith("Trainer")]
+        starts = {_first_call(functions["train"])} | {
+            _first_call(f) for c in trainers for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"
+        }
+        assert "FRAMEWORK.check(options)" in starts, starts
 
 
 def test_a_declaration_that_is_not_literal_is_one_clear_error(tmp_path: Path) -> None:

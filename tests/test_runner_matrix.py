@@ -147,6 +147,8 @@ def test_eta_uses_the_mean_per_model() -> None:
     remaining = [Cell(TORCH, "eager", "lenet5"), Cell(TORCH, "eager", "vgg16"), Cell(TORCH, "eager", "mobilenet_v1")]
     assert eta.left(remaining) == pytest.approx(2 + 20 + 11)
     assert format_duration(30) == "30 s" and format_duration(600) == "10 min" and format_duration(7200) == "2.0 h"
+    assert format_duration(160) == "2 min 40 s" and format_duration(124) == "2 min" and format_duration(596) == "10 min"
+    assert format_duration(90) == "1 min 30 s" and format_duration(594) == "9 min 50 s"
 
 
 def test_eta_scales_each_cells_own_history_by_this_runs_pace(tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu",),
     mode_pairs=(("default", "ideep"),),
 )
-MODES = FRAMEWORK.modes
 INPUT = "data"
 DEVICE_TYPES = {"default": caffe2_pb2.CPU, "ideep": caffe2_pb2.IDEEP}
 _FACT_KEYS = ("TORCH_VERSION", "BLAS_INFO", "USE_MKL", "USE_MKLDNN", "USE_OPENMP", "CUDA_VERSION")
@@ -77,10 +76,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown caffe2 mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device != "cpu":
-        raise ValueError("the caffe2 backend runs on the CPU (default operators or IDEEP)")
+    FRAMEWORK.check(options)
     if options.mode == "ideep" and not workspace.C.use_mkldnn:
         raise RuntimeError("this Caffe2 was built without MKL-DNN: no IDEEP device")
     device = core.DeviceOption(DEVICE_TYPES[options.mode])

@@ -43,7 +43,6 @@ from caffe import layers as L
 from caffe import params as P
 
 FRAMEWORK = FrameworkInfo(name="caffe", title="Caffe", import_name="caffe", modes=("net",), devices=("cpu",))
-MODES = FRAMEWORK.modes
 INPUT = "data"
 BLAS_ENV = "DLBENCH_BLAS"  # the BLAS the image was built for (docker/caffe.Dockerfile): checked, not trusted
 EXPECTED = {"atlas": "ATLAS", "openblas": "OpenBLAS", "mkl": "MKL"}
@@ -71,10 +70,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown caffe mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device != "cpu":
-        raise ValueError("this Caffe is Debian's CPU build: it runs on the CPU only")
+    FRAMEWORK.check(options)
     caffe.set_mode_cpu()
     net, output = make_net(spec, weights, options.batch)
     params, buffers = count_params(net)

@@ -38,7 +38,6 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu",),
     mode_pairs=(("numpy", "ideep"),),
 )
-MODES = FRAMEWORK.modes
 
 # What the last build ran (build_facts reports it: the mode decides what is in effect).
 _built: dict[str, str] = {}
@@ -70,10 +69,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown chainer mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device != "cpu":
-        raise ValueError("the chainer backend runs on the CPU (NumPy or iDeep)")
+    FRAMEWORK.check(options)
     if options.mode == "ideep" and not ideep_available():
         raise RuntimeError("chainer ideep mode: ideep4py is not installed (chainer.backends.intel64 says so)")
     links, _, steps = to_chainer(spec, weights)

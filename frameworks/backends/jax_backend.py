@@ -48,8 +48,6 @@ from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Lay
 from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 
 FRAMEWORK = FrameworkInfo(name="jax", title="JAX", import_name="jax", modes=("jit",), devices=("cpu", "cuda"))
-MODES = FRAMEWORK.modes
-DEVICES = FRAMEWORK.devices
 THREADS_ENV = "PJRT_NPROC"  # XLA's DefaultThreadPoolSize reads it (then NPROC) when the CPU client starts
 POOL_THREAD = "XLAEigen"  # XLA:CPU's intra-op pool threads are named tf_XLAEigen
 PRECISION = lax.Precision.HIGHEST
@@ -186,8 +184,7 @@ def hlo_kernels(hlo: str) -> Counter[tuple[str, str]]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown jax mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    FRAMEWORK.check(options)
     threads = set_threads(options.threads)
     device = _device(options.device)
     tree = to_tree(spec, weights, device)
@@ -214,8 +211,6 @@ def set_threads(threads: int) -> int:
 
 
 def _device(name: str) -> Any:
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICES)}")
     if name == "cuda":
         if not cuda_available():
             raise RuntimeError(f"CUDA requested but no GPU is available to JAX (backends: {jax.default_backend()})")

@@ -42,8 +42,6 @@ FRAMEWORK = FrameworkInfo(
     mode_pairs=(("imperative", "hybrid"),),
     train_modes=("hybrid",),
 )
-MODES = FRAMEWORK.modes
-DEVICES = FRAMEWORK.devices
 FEATURES = ("MKLDNN", "BLAS_OPEN", "BLAS_MKL", "OPENMP", "CUDA", "CUDNN")
 CPU_WORKER_THREADS = "1"  # engine workers = operators run in parallel: 1, like the other frameworks' inter-op pools
 
@@ -116,8 +114,7 @@ def mkldnn_in_use(compiled: bool, env: str | None) -> bool:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown mxnet mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    FRAMEWORK.check(options)
     mx = mxnet_module(options.threads)
     _check_threads(thread_count(options.threads))
     ctx = _context(mx, options.device)
@@ -146,8 +143,6 @@ def _check_threads(requested: int) -> None:
 
 
 def _context(mx: Any, name: str) -> Any:
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICES)}")
     if name == "cuda":
         if not cuda_available():
             build = "a CUDA build" if mx.runtime.Features().is_enabled("CUDA") else "a CPU-only build"
@@ -235,8 +230,7 @@ class MXNetTrainer:
     """The spec's logits network, hybridized, trained by autograd and a ``gluon.Trainer`` (SGD, momentum)."""
 
     def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> None:
-        if options.mode not in FRAMEWORK.train_modes:
-            raise ValueError(f"mxnet trains in mode {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+        FRAMEWORK.check(options)
         self.mx = mx = mxnet_module(options.threads)
         _check_threads(thread_count(options.threads))
         self.ctx = _context(mx, options.device)

@@ -34,7 +34,6 @@ from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Lay
 from .registry import IN_EFFECT, THREADS_FIXED, BuildOptions, Built, Forward, FrameworkInfo
 
 FRAMEWORK = FrameworkInfo(name="nnabla", title="NNabla", import_name="nnabla", modes=("static",), devices=("cpu",))
-MODES = FRAMEWORK.modes
 EXTENSION, TYPE_CONFIG = "cpu", "float"
 _scopes = itertools.count()  # a parameter scope per build: two builds in one process never share parameters
 # canonical tensor kind -> NNabla's parameter name under the layer's scope (PF nests its own scope in it)
@@ -81,10 +80,7 @@ def own_math_links() -> list[str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown nnabla mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device != "cpu":
-        raise ValueError("the nnabla backend runs on the CPU extension context")
+    FRAMEWORK.check(options)
     nn.set_default_context(context())
     scope = f"{spec.name}_{next(_scopes)}"
     with nn.parameter_scope(scope):

@@ -90,8 +90,7 @@ def cuda_available() -> bool:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.device != "cpu":
-        raise ValueError("numpy runs on the CPU only")
+    FRAMEWORK.check(options)
     forward = compile_network(spec, weights, np.float32)
     buffers = sum(a.size for k, a in weights.items() if k.endswith((".mean", ".var")))
     params = sum(a.size for a in weights.values()) - buffers
@@ -381,7 +380,7 @@ class NumpyTrainer:
 
     def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions,
                  dtype: type[np.floating]) -> None:  # fmt: skip
-        if options.device != "cpu":
+        if options.device != "cpu":  # the reference trainer takes any framework's options
             raise ValueError("numpy trains on the CPU only")
         self.dtype = dtype
         self.ops = [_train_op(layer, i == 0) for i, layer in enumerate(spec.layers)]
@@ -432,8 +431,7 @@ class NumpyTrainer:
 
 def train(spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> NumpyTrainer:
     """The handcrafted row: the hand-written trainer in float32."""
-    if options.mode not in FRAMEWORK.train_modes:
-        raise ValueError(f"numpy trains in mode {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+    FRAMEWORK.check(options)
     return NumpyTrainer(spec, weights, options, np.float32)
 
 

@@ -33,7 +33,6 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu", "cuda"),
     mode_pairs=(("disabled", "basic"), ("disabled", "session")),
 )
-MODES = FRAMEWORK.modes
 __all__ = ["OPSET", "count_params", "to_onnx"]  # the graph's API, still reachable here (it lives in onnx_graph)
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 OPENVINO_EP = "OpenVINOExecutionProvider"
@@ -87,8 +86,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown onnxruntime mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    FRAMEWORK.check(options)
     serialized, params, buffers = checked_bytes(spec, weights)
     session = make_session(serialized, options)
     return Built(_forward(session), params=params, buffers=buffers, threads=session_threads(session, options.mode))

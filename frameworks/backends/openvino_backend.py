@@ -36,7 +36,6 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu",),
     mode_pairs=(("f32", "auto"),),
 )
-MODES = FRAMEWORK.modes
 DEVICE = "CPU"  # OpenVINO's name for its CPU plugin
 LATENCY = "LATENCY"
 _BUFFER_KINDS = (".mean", ".var")
@@ -77,10 +76,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown openvino mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device != "cpu":
-        raise ValueError(f"openvino runs on the cpu here, not on {options.device!r}")
+    FRAMEWORK.check(options)
     serialized, _, _ = checked_bytes(spec, weights)
     model = core().read_model(serialized)
     del serialized

@@ -54,8 +54,6 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu",),
     mode_pairs=(("dynamic", "static"),),
 )
-MODES = FRAMEWORK.modes
-DEVICES = FRAMEWORK.devices
 ONEDNN_FLAGS = ("FLAGS_use_onednn", "FLAGS_use_mkldnn")  # the second is the older name Paddle still reads
 MKL_LIBRARY = "libmklml_intel.so"
 INPUT_NAME = "x"
@@ -116,10 +114,7 @@ def mkl_threads() -> int | None:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown paddle mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device not in DEVICES:
-        raise ValueError(f"unknown device {options.device!r}; valid devices: {', '.join(DEVICES)}")
+    FRAMEWORK.check(options)
     paddle.set_device("cpu")
     threads = thread_count(options.threads)
     model = to_layer(spec, weights)

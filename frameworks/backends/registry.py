@@ -147,6 +147,20 @@ class FrameworkInfo:
         if untrained:
             raise ValueError(f"framework {self.name}: train_modes name modes it does not have: {untrained}")
 
+    def check(self, options: BuildOptions | TrainOptions) -> None:
+        """Refuse a mode or device this framework does not have, naming the valid ones.
+
+        Every backend's ``build`` and trainer call this first, so a bad option is refused in the same
+        words everywhere and the lists come from the declaration, never from a copy in the backend.
+        """
+        training = isinstance(options, TrainOptions)
+        modes = self.train_modes if training else self.modes
+        if options.mode not in modes:
+            what = "training mode" if training else "mode"
+            raise ValueError(f"unknown {self.name} {what} {options.mode!r}; valid {what}s: {', '.join(modes)}")
+        if options.device not in self.devices:
+            raise ValueError(f"unknown device {options.device!r}; valid devices: {', '.join(self.devices)}")
+
     def comparisons(self) -> tuple[tuple[str, str], ...]:
         """The mode pairs to compare: the declared ones, else each mode against the first."""
         return self.mode_pairs or tuple((self.modes[0], m) for m in self.modes[1:])

@@ -44,8 +44,6 @@ FRAMEWORK = FrameworkInfo(
     mode_pairs=(("eager", "graph"), ("graph", "xla")),
     train_modes=("graph", "xla"),
 )
-MODES = FRAMEWORK.modes
-DEVICES = FRAMEWORK.devices
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (torch and onnxruntime get 1 too)
 
 # What the last ``set_threads`` asked for and what TensorFlow runs with (reported by ``build_facts``).
@@ -127,8 +125,7 @@ def set_threads(threads: int) -> int:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown tensorflow mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    FRAMEWORK.check(options)
     threads = set_threads(options.threads)  # first: before any op or variable initialises the runtime
     device = _device(options.device)
     with tf.device(device):
@@ -139,8 +136,6 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
 
 
 def _device(name: str) -> str:
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICES)}")
     if name == "cuda":
         if not cuda_available():
             build = "a CUDA build" if tf.sysconfig.get_build_info().get("is_cuda_build") else "a CPU-only build"
@@ -312,8 +307,7 @@ class TensorFlowTrainer:
     """The spec's logits network trained by ``tf.GradientTape`` and Keras's SGD, as a ``tf.function``."""
 
     def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> None:
-        if options.mode not in FRAMEWORK.train_modes:
-            raise ValueError(f"tensorflow trains in modes {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+        FRAMEWORK.check(options)
         self.threads: int | None = set_threads(options.threads)  # first: before any op initialises the runtime
         self.spec, self.device = spec, _device(options.device)
         xla = options.mode == "xla"

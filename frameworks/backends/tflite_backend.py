@@ -53,8 +53,6 @@ from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 FRAMEWORK = FrameworkInfo(
     name="tflite", title="TFLite (LiteRT)", import_name="ai_edge_litert", modes=("xnnpack",), devices=("cpu",)
 )
-MODES = FRAMEWORK.modes
-DEVICES = FRAMEWORK.devices
 RESOLVER = OpResolverType.BUILTIN  # builtin kernels plus the default delegate (XNNPACK)
 DELEGATE_OP = "DELEGATE"
 
@@ -83,10 +81,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown tflite mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device not in DEVICES:
-        raise ValueError(f"unknown device {options.device!r}; valid devices: {', '.join(DEVICES)}")
+    FRAMEWORK.check(options)
     model = tensorflow_backend.to_keras(spec, weights)
     params, buffers = tensorflow_backend.count_params(model)
     flatbuffer = convert(model, (options.batch, *spec.input_shape))

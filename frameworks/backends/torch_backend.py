@@ -37,8 +37,6 @@ FRAMEWORK = FrameworkInfo(
     mode_pairs=(("eager", "jit"), ("eager", "compile")),
     train_modes=("eager", "compile"),
 )
-MODES = FRAMEWORK.modes
-DEVICES = FRAMEWORK.devices
 CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)
 
@@ -111,8 +109,7 @@ def set_threads(threads: int) -> int:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown torch mode {options.mode!r}; valid modes: {', '.join(MODES)}")
+    FRAMEWORK.check(options)
     device = _device(options.device)
     set_threads(options.threads)
     model = to_module(spec, weights).to(device)
@@ -122,8 +119,6 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
 
 
 def _device(name: str) -> torch.device:
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICES)}")
     if name == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA requested but no GPU is available to torch")
@@ -223,8 +218,7 @@ class TorchTrainer:
     """The spec's logits network trained by autograd and ``torch.optim.SGD`` (momentum, no dampening)."""
 
     def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], options: TrainOptions) -> None:
-        if options.mode not in FRAMEWORK.train_modes:
-            raise ValueError(f"torch trains in modes {', '.join(FRAMEWORK.train_modes)}, not {options.mode!r}")
+        FRAMEWORK.check(options)
         self.device = _device(options.device)
         set_threads(options.threads)
         self.model = to_module(spec, weights).to(self.device).train()

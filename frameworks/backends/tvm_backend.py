@@ -40,7 +40,6 @@ FRAMEWORK = FrameworkInfo(
     modes=("untuned",),
     devices=("cpu",),
 )
-MODES = FRAMEWORK.modes
 THREADS_ENV = "TVM_NUM_THREADS"
 PARALLEL_LAUNCH = "TVMBackendParallelLaunch"  # what generated code calls to run a loop on the thread pool
 # the frontend names parameters by initializer (canonical keys; some releases write '.' as '_')
@@ -103,10 +102,7 @@ def build_facts() -> dict[str, str]:
 
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
-    if options.mode not in MODES:
-        raise ValueError(f"unknown tvm mode {options.mode!r}; valid modes: {', '.join(MODES)}")
-    if options.device != "cpu":
-        raise ValueError(f"tvm runs on the cpu here, not on {options.device!r}")
+    FRAMEWORK.check(options)
     tvm = tvm_module(options.threads)
     threads = _check_threads(thread_count(options.threads))
     module, params = import_onnx(spec, weights, options.batch)

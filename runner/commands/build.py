@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="rebuild even when current (the layer cache still applies)")
     p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="rebuild from the base image up, every layer anew: the cold build a fresh machine does (implies --force)",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                 log(describe(validate_image(image, pip=pip[0])))
                 return False
             build_image(connect() if args.jobs > 1 else client, image, base_image=args.base_image, log=log,
-                        force=args.force)  # fmt: skip
+                        force=args.force or args.no_cache, cache=not args.no_cache)  # fmt: skip
         except (ImageBuildError, ImageValidationError) as exc:
             log(f"error: {exc}")
             return True

@@ -15,8 +15,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST, EXIT_INTERRUPTED = 0, 1, 2, 
 
 
 def log(message: str) -> None:
-    """Human progress goes to stderr; stdout carries only tables and paths."""
-    print(message, file=sys.stderr, flush=True)
+    """Human progress goes to stderr; stdout carries only tables and paths.
+
+    One write per line: ``print`` writes the text and the newline apart, and the lines of builds
+    running side by side (``build --jobs``) ran into each other between the two.
+    """
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def images_named(catalog: Catalog, names: list[str]) -> list[ImageSpec]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -107,15 +108,18 @@ def build_image(
     base_image: str | None,
     log: Log = print,
     force: bool = False,
+    cache: bool = True,
     pip: PipSettings | None = None,
 ) -> str:
     """Build ``image`` (unless it is current) and return its image ID, streaming the builder's lines.
 
+    ``cache=False`` builds every layer anew (``docker build --no-cache``): the cold build of a fresh
+    machine, to time it or to refresh a layer whose inputs live outside the context (apt, PyPI).
     ``base_image`` overrides the catalog's; None takes the catalog's where the engine has it, else
     the Debian-built base of the image's release, ``dlbench/base:<release>``
     (``runner.base_image.pick_base_image``). ``pip`` defaults to the host's pip settings.
     """
-    state = "forced" if force else image_state(client, image)
+    state = ("forced" if cache else "forced, no cache") if force else image_state(client, image)
     previous = _image_or_none(client, image.tag)
     if state == "current":
         log(f"{image.name}: current ({image.tag}, {previous.id[:19]})")
@@ -128,6 +132,7 @@ def build_image(
             f"python -m runner base-image --release {image.release})")  # fmt: skip
     settings = pip if pip is not None else host_pip_settings()
     log(f"{image.name}: building {image.tag} ({state}) on {base}")
+    start = time.monotonic()
     with tempfile.TemporaryFile() as context:
         names = write_context(image, context, settings)
         context.seek(0)
@@ -143,11 +148,12 @@ def build_image(
             network_mode="host",
             rm=True,
             forcerm=True,
+            nocache=not cache,
             pull=False,
             decode=True,
         )
         image_id = _follow_build(image, stream, log)
-    log(f"{image.name}: built {image.tag} ({image_id[:19]})")
+    log(f"{image.name}: built {image.tag} ({image_id[:19]}) in {time.monotonic() - start:.0f} s")
     if previous is not None and previous.id != image_id:
         _remove_replaced(client, previous.id, log)
     return image_id
