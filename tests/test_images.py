@@ -676,7 +676,7 @@ def test_no_cache_rebuilds_every_layer_and_says_how_long(client: Any, ensure_bui
     try:
         build_image(client, image, base_image=None, log=cached.append)
         assert any("Using cache" in line for line in cached), "the same steps as numpy-openblas come from its layers"
-        build_image(client, image, base_image=None, log=cold.append, force=True, cache=False)
+        build_image(client, image, base_image=None, log=cold.append, cache=False)  # current, and rebuilt
     finally:
         with contextlib.suppress(Exception):
             client.images.remove(image.tag, force=True)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                 log(describe(validate_image(image, pip=pip[0])))
                 return False
             build_image(connect() if args.jobs > 1 else client, image, base_image=args.base_image, log=log,
-                        force=args.force or args.no_cache, cache=not args.no_cache)  # fmt: skip
+                        force=args.force, cache=not args.no_cache)  # fmt: skip
         except (ImageBuildError, ImageValidationError) as exc:
             log(f"error: {exc}")
             return True

@@ -119,7 +119,8 @@ def build_image(
     the Debian-built base of the image's release, ``dlbench/base:<release>``
     (``runner.base_image.pick_base_image``). ``pip`` defaults to the host's pip settings.
     """
-    state = ("forced" if cache else "forced, no cache") if force else image_state(client, image)
+    rebuild = force or not cache  # a build without the cache is a rebuild, whatever state the image is in
+    state = ("forced" if cache else "forced, no cache") if rebuild else image_state(client, image)
     previous = _image_or_none(client, image.tag)
     if state == "current":
         log(f"{image.name}: current ({image.tag}, {previous.id[:19]})")
