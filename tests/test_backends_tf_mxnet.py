@@ -187,14 +187,15 @@ def test_tf_model_is_native_nhwc_layers(tfb):
     first = model.layers[0]
     assert isinstance(first, keras.layers.Permute) and tuple(first.dims) == (2, 3, 1)
     dw1, conv0 = layers["dw1"], layers["conv0"]
-    # stride 1, 3x3, pad 1: exactly Keras's "same", fused into the convolution; strided: explicit padding kept
+    # stride 1, 3x3, pad 1: exactly Keras's "same"; strided: the explicit symmetric padding inside the op
     assert type(dw1) is keras.layers.DepthwiseConv2D and not dw1.use_bias and dw1.padding == "same"
-    assert "dw1_pad" not in layers and tuple(dw1.strides) == (1, 1)
-    assert layers["dw2"].padding == "valid" and isinstance(layers["dw2_pad"], keras.layers.ZeroPadding2D)
-    assert type(conv0) is keras.layers.Conv2D and conv0.padding == "valid" and tuple(conv0.strides) == (2, 2)
-    assert isinstance(layers["conv0_pad"], keras.layers.ZeroPadding2D) and "pw1_pad" not in layers  # 1x1: no pad
-    names = [layer.name for layer in model.layers]
-    assert names.index("conv0_pad") + 1 == names.index("conv0")
+    assert tuple(dw1.strides) == (1, 1)
+    dw2 = layers["dw2"]
+    assert type(dw2) is tfb.PaddedDepthwiseConv2D and dw2.pad == 1 and tuple(dw2.strides) == (2, 2)
+    assert type(conv0) is tfb.PaddedConv2D and conv0.pad == 1 and tuple(conv0.strides) == (2, 2)
+    assert not any(isinstance(layer, keras.layers.ZeroPadding2D) for layer in model.layers)  # no copy per pad
+    assert type(layers["pw1"]) is keras.layers.Conv2D and layers["pw1"].padding == "valid"  # 1x1: no pad
+    assert model.output_shape == (None, 1000)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == 27 and all(bn.epsilon == BN_EPS for bn in bns)
     assert isinstance(layers["avgpool"], keras.layers.GlobalAveragePooling2D)
@@ -204,6 +205,56 @@ def test_tf_model_is_native_nhwc_layers(tfb):
     assert np.array_equal(mean, weights["conv0_bn.mean"]) and np.array_equal(var, weights["conv0_bn.var"])
     assert np.array_equal(dw1.get_weights()[0][:, :, 5, 0], weights["dw1.weight"][5, 0])
     assert np.array_equal(conv0.get_weights()[0][:, :, 1, 7], weights["conv0.weight"][7, 1])
+
+
+@pytest.mark.parametrize(("depthwise", "bias"), [(False, True), (False, False), (True, False), (True, True)],
+                         ids=["conv-bias", "conv", "depthwise", "depthwise-bias"])  # fmt: skip
+def test_tf_padding_inside_the_op_is_zero_padding_then_valid(tfb, depthwise, bias):
+    """A strided conv with its padding inside the op computes exactly ZeroPadding2D + 'valid' (the
+    lowering it replaced), forward in every mode and backward, on odd and even sizes; Keras's
+    strided 'same' does not on even sizes (MobileNet's: it pads bottom/right only), so it is not used.
+    A depthwise conv with a bias keeps ZeroPadding2D: TF's graph mode aborts on it otherwise."""
+    import keras
+    import tensorflow as tf
+
+    from frameworks.models import Conv
+
+    rng = np.random.default_rng(3)
+    for size in (9, 10):
+        layer = Conv("c", out=4, kernel=3, stride=2, pad=1, depthwise=depthwise, bias=bias)
+        cin = 4 if depthwise else 3
+        x = tf.constant(rng.standard_normal((2, size, size, cin)).astype(np.float32))
+        native = tfb._layers(layer, (cin, size, size))
+        kinds = [type(n) for n in native]
+        if depthwise and bias:
+            assert kinds == [keras.layers.ZeroPadding2D, keras.layers.DepthwiseConv2D]
+        else:
+            assert kinds == [tfb.PaddedDepthwiseConv2D if depthwise else tfb.PaddedConv2D]
+        args = {"use_bias": bias}
+        valid = (keras.layers.DepthwiseConv2D(3, 2, padding="valid", **args) if depthwise
+                 else keras.layers.Conv2D(4, 3, 2, padding="valid", **args))  # fmt: skip
+        same = (keras.layers.DepthwiseConv2D(3, 2, padding="same", **args) if depthwise
+                else keras.layers.Conv2D(4, 3, 2, padding="same", **args))  # fmt: skip
+        explicit = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.ZeroPadding2D(1), valid])
+        ours = keras.Sequential([keras.Input(x.shape[1:]), *native])
+        same_model = keras.Sequential([keras.Input(x.shape[1:]), same])
+        tensors = [rng.standard_normal(w.shape).astype(np.float32) for w in valid.get_weights()]
+        for net in (valid, native[-1], same):
+            net.set_weights(tensors)
+        want = explicit(x).numpy()
+        assert ours.output_shape == explicit.output_shape
+        for mode in ("eager", "graph", "xla"):
+            got = tfb.make_runner(ours, mode, tuple(x.shape))(x).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=mode)
+        if size % 2 == 0:  # 'same' pads bottom/right only here (on odd sizes it is symmetric): other windows
+            assert not np.allclose(same_model(x).numpy(), want, atol=1e-3)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            a, b = tf.reduce_sum(explicit(x) ** 2), tf.reduce_sum(ours(x) ** 2)
+        np.testing.assert_allclose(tape.gradient(b, x).numpy(), tape.gradient(a, x).numpy(), rtol=1e-4, atol=1e-4)
+        grads = zip(tape.gradient(a, valid.trainable_weights), tape.gradient(b, native[-1].trainable_weights), strict=True)
+        for ga, gb in grads:
+            np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_tf_dense_rows_follow_keras_flatten_order(tfb):

@@ -159,21 +159,21 @@ def to_keras(spec: ModelSpec, weights: dict[str, np.ndarray]) -> keras.Sequentia
 
 
 def _layers(layer: Layer, shape_in: tuple[int, ...]) -> list[keras.layers.Layer]:
-    """The native layers for one spec layer (a strided padded conv is two: explicit zero padding, then 'valid')."""
+    """The native layers for one spec layer (a strided padded conv pads inside the op: see ``PaddedConv2D``)."""
     if isinstance(layer, Conv):
-        found: list[keras.layers.Layer] = []
-        padding = "same" if same_padding(layer) else "valid"
-        if layer.pad and padding == "valid":
-            found.append(keras.layers.ZeroPadding2D(layer.pad, name=f"{layer.name}_pad"))
+        same = same_padding(layer)
+        common: dict[str, Any] = {"padding": "same" if same else "valid", "use_bias": layer.bias, "name": layer.name}
+        depthwise, conv = keras.layers.DepthwiseConv2D, keras.layers.Conv2D
+        if layer.pad and not same and layer.depthwise and layer.bias:
+            # TF 2.21's graph mode fuses such a depthwise conv with its bias and aborts the process
+            # (tensor_format.h "Invalid index from the dimension"): explicit zero padding instead
+            pad = keras.layers.ZeroPadding2D(layer.pad, name=f"{layer.name}_pad")
+            return [pad, depthwise(layer.kernel, layer.stride, **common)]
+        if layer.pad and not same:
+            depthwise, conv, common["pad"] = PaddedDepthwiseConv2D, PaddedConv2D, layer.pad
         if layer.depthwise:
-            conv = keras.layers.DepthwiseConv2D(
-                layer.kernel, layer.stride, padding=padding, use_bias=layer.bias, name=layer.name
-            )
-        else:
-            conv = keras.layers.Conv2D(
-                layer.out, layer.kernel, layer.stride, padding=padding, use_bias=layer.bias, name=layer.name
-            )
-        return [*found, conv]
+            return [depthwise(layer.kernel, layer.stride, **common)]
+        return [conv(layer.out, layer.kernel, layer.stride, **common)]
     if isinstance(layer, BatchNorm):
         return [keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPS, name=layer.name)]
     if isinstance(layer, ReLU):
@@ -191,11 +191,63 @@ def _layers(layer: Layer, shape_in: tuple[int, ...]) -> list[keras.layers.Layer]
     raise TypeError(f"tensorflow backend cannot lower {layer!r}")
 
 
+class _ExplicitPadding:
+    """Symmetric zero padding passed to the convolution op itself (``tf.nn``'s explicit ``paddings``).
+
+    A strided convolution cannot use Keras's ``same`` (it pads only bottom/right: other windows,
+    another computation), and a ``ZeroPadding2D`` before a ``valid`` convolution copies every
+    activation into a larger tensor first: measured here, MobileNet v1 in graph mode was 3-4%
+    slower that way than with ``same``, and as fast as ``same`` with the padding in the op. The
+    weights, their layout and the output are exactly those of the native layer with explicit
+    padding (tests prove the outputs equal).
+    """
+
+    pad: int
+
+    def paddings(self) -> list[list[int]]:
+        return [[0, 0], [self.pad, self.pad], [self.pad, self.pad], [0, 0]]
+
+    def padded_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        n, h, w, c = input_shape
+        return (n, None if h is None else h + 2 * self.pad, None if w is None else w + 2 * self.pad, c)
+
+
+class PaddedConv2D(_ExplicitPadding, keras.layers.Conv2D):
+    """``Conv2D`` (``valid``) with its symmetric padding inside ``tf.nn.conv2d``."""
+
+    def __init__(self, *args: Any, pad: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pad = pad
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+        return tf.nn.conv2d(inputs, kernel, strides=[1, *self.strides, 1], padding=self.paddings())
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return super().compute_output_shape(self.padded_shape(tuple(input_shape)))
+
+
+class PaddedDepthwiseConv2D(_ExplicitPadding, keras.layers.DepthwiseConv2D):
+    """``DepthwiseConv2D`` (``valid``) with its symmetric padding inside ``tf.nn.depthwise_conv2d``."""
+
+    def __init__(self, *args: Any, pad: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pad = pad
+
+    def call(self, inputs: Any) -> Any:
+        strides = [1, *self.strides, 1]
+        outputs = tf.nn.depthwise_conv2d(inputs, self.kernel, strides=strides, padding=self.paddings())
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return super().compute_output_shape(self.padded_shape(tuple(input_shape)))
+
+
 def same_padding(conv: Conv) -> bool:
     """Whether the spec's explicit symmetric padding is exactly Keras's ``same``: stride 1 and an odd
-    kernel padded by half of it on every side. Then the convolution pads inside its own kernel instead
-    of a separate padding op copying every activation first; a strided ``same`` pads asymmetrically,
-    so strided layers keep the explicit padding."""
+    kernel padded by half of it on every side. A strided ``same`` pads asymmetrically, so strided layers
+    pass their explicit padding to the op instead (``PaddedConv2D``)."""
     return conv.stride == 1 and conv.kernel % 2 == 1 and conv.pad == conv.kernel // 2 > 0
 
 
