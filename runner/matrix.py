@@ -10,13 +10,11 @@ key (``Result.key``) has no line.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -37,6 +35,7 @@ from frameworks.trained import WeightsMismatch, extract_weights
 
 from .catalog import REPO_ROOT, Variant
 from .engine import ENGINE_LOST, EngineLost
+from .eta import Eta, load_history, load_reference
 from .rundir import append_result
 
 Log = Callable[[str], None]
@@ -455,79 +454,6 @@ def finished_keys(results: Iterable[Result]) -> set[CellKey]:
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def history_key(cell: Cell, machine: str) -> str:
-    """A cell on a machine, as the wall-time history knows it."""
-    identity = ",".join(f"{k}={v}" for k, v in cell.config.identity())
-    return f"{machine}|{cell.variant.name}|{cell.mode}|{cell.model}|{cell.scenario}|{identity}"
-
-
-@dataclass
-class Eta:
-    """Time left: each remaining cell's wall time as this machine last took for it, scaled by how this
-    run compares with then; else the mean of this run's cells of its model and scenario, times how
-    its framework mode compares with the others so far.
-
-    Cells differ by far more than their model: torch.compile spends half a minute compiling LeNet-5,
-    MXNet without MKL-DNN takes VGG-16 three times as long as with it. The history (``walls.json``
-    in the runner's cache) is what makes the estimate hold from the first cells of a run on.
-    """
-
-    history: dict[str, float] = field(default_factory=dict)
-    machine: str = ""
-    seen: list[tuple[Cell, float]] = field(default_factory=list)
-
-    def add(self, cell: Cell, wall: float) -> None:
-        self.seen.append((cell, wall))
-
-    def left(self, remaining: Iterable[Cell]) -> float | None:
-        if not self.seen:
-            return None
-        return sum(self._estimate(c) for c in remaining)
-
-    def _estimate(self, cell: Cell) -> float:
-        past = self.history.get(history_key(cell, self.machine))
-        if past is not None:
-            return past * self._pace()
-        by_model = [w for c, w in self.seen if (c.model, c.scenario) == (cell.model, cell.scenario)]
-        base = statistics.fmean(by_model) if by_model else statistics.fmean(w for _, w in self.seen)
-        return base * self._factor(cell)
-
-    def _pace(self) -> float:
-        """This run's walls over the history's, for the cells both have (1 when none)."""
-        pairs = [(w, self.history[k]) for c, w in self.seen if (k := history_key(c, self.machine)) in self.history]
-        return sum(w for w, _ in pairs) / sum(h for _, h in pairs) if pairs else 1.0
-
-    def _factor(self, cell: Cell) -> float:
-        """How much slower than its model's mean this run's cells of the same variant mode (else framework) were."""
-        means: dict[tuple[str, str], float] = {}
-        for c, _ in self.seen:
-            key = (c.model, c.scenario)
-            means.setdefault(key, statistics.fmean(w for d, w in self.seen if (d.model, d.scenario) == key))
-        for same in (lambda c: (c.variant.name, c.mode) == (cell.variant.name, cell.mode),
-                     lambda c: c.variant.framework == cell.variant.framework):  # fmt: skip
-            ratios = [w / means[(c.model, c.scenario)] for c, w in self.seen if same(c)]
-            if ratios:
-                return statistics.median(ratios)
-        return 1.0
-
-    def remember(self, path: Path) -> None:
-        """Add this run's walls to the history file (the latest wall of each cell wins)."""
-        walls = {**self.history, **{history_key(c, self.machine): w for c, w in self.seen}}
-        with contextlib.suppress(OSError):  # a history that cannot be written only makes estimates worse
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(walls, indent=0, sort_keys=True))
-            os.replace(tmp, path)
-
-
-def load_history(path: Path) -> dict[str, float]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)} if isinstance(data, dict) else {}
-
-
 def format_duration(seconds: float) -> str:
     """Seconds under 90 s; minutes and tens of seconds under 10 min (whole minutes there would round
     "2 min 40 s" to "3 min", a quarter of it); whole minutes, then hours, beyond."""
@@ -584,7 +510,8 @@ class MatrixRun:
         todo = [c for c in self.cells if c.key(launcher, host) not in self.done]
         timed = [c for c in todo if self._preset(c) is None]
         machine = self._machine()
-        eta = Eta(load_history(self.history), machine) if self.history is not None else Eta(machine=machine)
+        history = load_history(self.history) if self.history is not None else {}
+        eta = Eta(history, machine, load_reference())
         n = len(self.cells)
         for k, cell in enumerate(self.cells, start=1):
             if cell.key(launcher, host) in self.done:

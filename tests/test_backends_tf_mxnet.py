@@ -252,7 +252,9 @@ def test_tf_padding_inside_the_op_is_zero_padding_then_valid(tfb, depthwise, bia
             tape.watch(x)
             a, b = tf.reduce_sum(explicit(x) ** 2), tf.reduce_sum(ours(x) ** 2)
         np.testing.assert_allclose(tape.gradient(b, x).numpy(), tape.gradient(a, x).numpy(), rtol=1e-4, atol=1e-4)
-        grads = zip(tape.gradient(a, valid.trainable_weights), tape.gradient(b, native[-1].trainable_weights), strict=True)
+        grads = zip(
+            tape.gradient(a, valid.trainable_weights), tape.gradient(b, native[-1].trainable_weights), strict=True
+        )
         for ga, gb in grads:
             np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=1e-4, atol=1e-4)
 

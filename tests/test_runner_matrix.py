@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from frameworks.environment import environment
+from frameworks.models import MODELS
 from frameworks.options import UsageError
 from frameworks.result import Result, Stats
 from runner.catalog import load_catalog
+from runner.eta import Eta, cell_wall_key, history_key, load_history, load_reference, reference_walls
 from runner.matrix import (
     Cell,
-    Eta,
     MatrixRun,
     Prepared,
     Settings,
@@ -24,9 +25,7 @@ from runner.matrix import (
     describe_exit,
     error_line,
     format_duration,
-    history_key,
     interpret,
-    load_history,
     memory_bytes,
     parse_cpuset,
     plan,
@@ -171,6 +170,48 @@ def test_eta_without_history_weighs_a_framework_mode_against_its_model() -> None
     assert later == pytest.approx(20.0 * 30.0 / 16.0), "vgg16's mean times compile's ratio to lenet5's mean"
 
 
+def test_eta_scales_the_shipped_reference_where_this_machine_has_no_history() -> None:
+    lenet, vgg, mobilenet = (Cell(OPENBLAS, "im2col", m) for m in ("lenet5", "vgg16", "mobilenet_v1"))
+    reference = {cell_wall_key(lenet): 4.0, cell_wall_key(vgg): 600.0}
+    eta = Eta({history_key(vgg, "cpu"): 100.0}, "cpu", reference)
+    eta.add(lenet, 2.0)  # twice as fast as the reference run; this machine's own history knows vgg16
+    assert eta.left([vgg]) == pytest.approx(100.0), "this machine's own wall first (its pace: no common cell, 1)"
+    first_run = Eta({}, "cpu", reference)
+    first_run.add(lenet, 2.0)
+    assert first_run.left([vgg]) == pytest.approx(300.0), "the reference's 600 s at this run's pace"
+    assert first_run.left([mobilenet]) == pytest.approx(2.0), "in neither table: this run's cells of its model"
+
+
+def test_a_cells_wall_key_holds_every_option_that_sets_its_length() -> None:
+    short = Cell(OPENBLAS, "im2col", "lenet5")
+    longer = replace(short, config=replace(short.config, iterations=200))
+    assert cell_wall_key(short) != cell_wall_key(longer), "a test run of 3 iterations must not stand for 20"
+    assert history_key(short, "m") == f"m|{cell_wall_key(short)}"
+
+
+def test_reference_walls_are_the_gaps_between_results(tmp_path: Path) -> None:
+    cells = [Cell(OPENBLAS, "im2col", "lenet5"), Cell(TORCH, "eager", "lenet5"), Cell(TORCH, "compile", "lenet5")]
+    results = [replace(_ok(c), variant=c.variant.name, finished_at=f"2026-12-01T10:00:{s:02d}+00:00")
+               for c, s in zip(cells, (3, 10, 10), strict=True)]  # fmt: skip
+    results[2] = replace(results[2], status="skipped")
+    walls = reference_walls(results, "2026-12-01T10:00:00+00:00")
+    assert walls == {cell_wall_key(cells[0]): 3.0, cell_wall_key(cells[1]): 7.0}, "skipped cells cost nothing"
+
+
+def test_the_shipped_reference_covers_every_cpu_cell_of_the_default_matrix() -> None:
+    """Refresh it (``python -m runner.eta RUN_DIR ...``, see runner/eta.py) when a variant, mode or model is
+    added: a first run's estimate for a cell it lacks falls back to a guess."""
+    reference = load_reference()
+    variants = [v for v in CATALOG.select(device="cpu") if v.unavailable_reason is None]
+    settings = Settings(tuple(v.name for v in variants), tuple(MODELS), "docker", cpus="0-1")
+    missing = [c.label for c in plan(variants, settings) if cell_wall_key(c) not in reference]
+    assert not missing, missing
+    train = Settings(tuple(v.name for v in variants), ("lenet5",), "docker", ("train",), cpus="0-1")
+    trained = [c for c in plan(variants, train) if cell_wall_key(c) in reference]
+    assert {c.variant.framework for c in trained} >= {"numpy", "torch", "tensorflow", "mxnet"}
+    assert load_reference(Path("/nonexistent")) == {}
+
+
 def test_with_load_keeps_predicts_reading() -> None:
     env = environment()
     ok = _ok(Cell(OPENBLAS, "im2col", "lenet5"))
@@ -231,3 +272,11 @@ def test_loop_runs_one_cell_at_a_time_appending_each_result(tmp_path: Path) -> N
     assert lines[0].startswith("[2/5] cpu-torch eager lenet5 ... 1 ms (ok) — ~")
     assert lines[-1] == "[5/5] cuda-onnxruntime session lenet5 ... skipped: no NVIDIA runtime"
     assert all(r.environment is not None and r.environment.load_avg_1m is not None for r in results)
+
+
+def test_eta_cli_refuses_what_is_not_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.eta import main
+
+    assert main([]) == 2
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing'}: not a directory"
