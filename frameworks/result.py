@@ -164,6 +164,13 @@ class Training:
     max_loss_error: float | None = None
     weights_npz: str | None = None
     weights_file: str | None = None  # relative to the run directory
+    # the fidelity verdict (frameworks.training.judge_fidelity): the loss trajectory is judged on steps
+    # 1..fidelity_judged_steps, every step at the framework's own weights; a near-tie that float32 broke
+    # ends the judged steps and is recorded
+    fidelity_judged_steps: int | None = None
+    max_judged_loss_error: float | None = None
+    max_local_error: float | None = None
+    near_tie: str | None = None
 
     def summary(self) -> str:
         """``2 epochs, 41.2 s per epoch after the first (first 63.0 s), test accuracy 0.8712``."""

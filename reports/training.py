@@ -103,10 +103,22 @@ LEGEND = (
     "shown apart); ↺ marks a cell that ran one epoch, whose figures are that epoch's. Accuracy: on the test "
     "images after the last epoch, measured inside the framework. Fidelity: the cell's largest relative "
     "difference of the training loss from the float64 NumPy trainer's on the same batches over the first 20 "
-    f"steps. Relative time: the cell's median epoch time over PyTorch eager's (above 1: slower), with a "
+    "steps; ‡: to the step where float32 rounding broke a near-tie on this CPU (a max-pool window or a ReLU input "
+    "within a few float32 ulps, recorded with the cell), after which the trajectories separate as training "
+    "amplifies it, so it is not judged; every step is also checked at the framework's own weights. "
+    f"Relative time: the cell's median epoch time over PyTorch eager's (above 1: slower), with a "
     f"{CI_LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES} resamples) over the epochs after the first, "
     "which needs two of them on each side."
 )
+
+
+def _fidelity(training: Training) -> str:
+    """The loss difference the cell was judged on; past a near-tie float32 broke, to the step before it."""
+    if training.max_loss_error is None:
+        return "—"
+    if training.near_tie and training.max_judged_loss_error is not None:
+        return f"{training.max_judged_loss_error:.1e} to step {training.fidelity_judged_steps} ‡"
+    return f"{training.max_loss_error:.1e}"
 
 
 def _intro(cells: list[Result]) -> str:
@@ -183,7 +195,7 @@ def _row(result: Result, label: str, is_baseline: bool, base_walls: list[float])
     median = float(np.median(walls))
     images = training.epochs[-1].images
     relative, interval = _relative(walls, base_walls, is_baseline)
-    fidelity = "—" if training.max_loss_error is None else f"{training.max_loss_error:.1e}"
+    fidelity = _fidelity(training)
     return TrainingRow(
         label=label,
         framework=framework,
