@@ -1,8 +1,13 @@
-"""Shared fixtures and the rules for markers.
+"""Shared fixtures, the rules for markers, and the test tiers.
 
 - ``framework``: a test that runs a deep-learning framework skips with the reason when that
-  framework is not installed here (CI installs all five, so nothing skips there).
+  framework is not installed here (CI installs every one, so nothing skips there).
 - ``docker``: needs an engine; fails (never skips) in CI when none answers.
+- Tiers: every test that is not ``slow``, ``docker`` or ``faults`` is also ``fast`` (added here, at
+  collection): ``python -m pytest -m fast`` is the few-minute tier for every change; the full suite
+  (``python -m pytest``) is what CI runs.
+- In CI a skip is a failure (``pytest_runtest_makereport``): the one skip allowed is a variant the catalog
+  marks unavailable, with its recorded reason.
 """
 
 from __future__ import annotations
@@ -21,6 +26,38 @@ from frameworks.backends.registry import is_installed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+NOT_FAST = ("slow", "docker", "faults")  # markers that keep a test out of the fast tier
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier is everything that is not slow, needs no engine and stops nothing."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in NOT_FAST):
+            item.add_marker(pytest.mark.fast)
+
+
+def allowed_skip(reason: str) -> bool:
+    """The one skip CI allows: a catalog variant marked unavailable, skipped with its recorded reason."""
+    from runner.catalog import CatalogError, load_catalog
+
+    try:
+        reasons = [v.unavailable for v in load_catalog().variants.values() if v.unavailable]
+    except CatalogError:
+        return False
+    return any(r in reason for r in reasons)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI a skip fails the test (a skipped test tests nothing), unless the catalog says why it must."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (IN_CI and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not allowed_skip(reason):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where a skip is a failure (tests/conftest.py): {reason}"
 
 
 def mode_image(framework: str, mode: str | None = None) -> str:

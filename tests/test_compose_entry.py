@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,12 +38,45 @@ def test_output_and_command() -> None:
 
 
 def test_an_unwritable_results_file_is_one_line_naming_the_fix(tmp_path: Path, monkeypatch) -> None:
+    if os.geteuid() == 0:  # root writes anything: the check runs as an ordinary user, as a user's would
+        tmp_path = Path(tempfile.mkdtemp(dir="/tmp"))  # under /tmp, which that user can reach
     monkeypatch.setattr(compose_entry, "RESULTS", tmp_path)
     tmp_path.chmod(0o555)
     try:
-        if os.access(tmp_path, os.W_OK):
-            pytest.skip("root without restrictions can write anything here")
-        with pytest.raises(Refused, match=r"cannot write .*: make it writable \(chmod u\+w results"):
-            check_writable(tmp_path / "x.jsonl")
+        said = _check_as_nobody(tmp_path) if os.geteuid() == 0 else _check(tmp_path)
+        assert re.fullmatch(r"cannot write .*: make it writable \(chmod u\+w results.*", said), said
     finally:
         tmp_path.chmod(0o755)
+        if os.geteuid() == 0:
+            tmp_path.rmdir()
+
+
+def _check(directory: Path) -> str:
+    """What ``check_writable`` refuses a file of ``directory`` with, or NOT REFUSED."""
+    try:
+        check_writable(directory / "x.jsonl")
+    except Refused as exc:
+        return str(exc)
+    return "NOT REFUSED"
+
+
+def _check_as_nobody(directory: Path) -> str:
+    """``_check`` in a forked child that has become uid/gid 65534 (an ordinary user, not root)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery from here on, only os._exit
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            said = _check(directory)
+        except BaseException as exc:
+            said = f"ERROR {exc!r}"
+        os.write(write, said.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return said
