@@ -1,8 +1,11 @@
-"""Build one framework mode and check it against the spec and the reference, without timing.
+"""Build framework modes and check them against the spec and the reference, without timing.
 
-``python -m frameworks.check --framework F --model M --mode X [--seed S]`` prints one JSON
-object; the equivalence tests use it for frameworks that live in an environment of their own
-(MXNet), and ``check_cell`` in-process for the others.
+``python -m frameworks.check --framework F --model M [M...] --mode X [X...] [--seed S]`` prints one
+JSON object per mode x model, in that order, as each finishes: a ``CheckReport``, or
+``{"framework", "mode", "model", "error"}`` for a cell whose build or forward raised (the others still
+run; exit 1). The equivalence tests use it for frameworks that live in an environment or an image of
+their own (one process for every cell of that environment: one import, one set of weights per
+model), and ``check_cell`` in-process for the others.
 """
 
 from __future__ import annotations
@@ -54,19 +57,30 @@ def check_cell(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m frameworks.check", description=__doc__)
     parser.add_argument("--framework", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--mode", required=True)
+    parser.add_argument("--model", required=True, nargs="+")
+    parser.add_argument("--mode", required=True, nargs="+")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        report = check_cell(args.framework, args.model, args.mode, args.device, args.seed, args.batch)
-    except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 2
-    print(json.dumps(asdict(report)))
-    return 0
+    failed = False
+    for mode in args.mode:
+        for model in args.model:
+            try:
+                line = asdict(check_cell(args.framework, model, mode, args.device, args.seed, args.batch))
+            except KeyError as exc:
+                print(f"error: {exc.args[0]}", file=sys.stderr)
+                return 2
+            except Exception as exc:  # a cell that cannot be built is data for its test; the others still run
+                line = {
+                    "framework": args.framework,
+                    "mode": mode,
+                    "model": model,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+                failed = True
+            print(json.dumps(line), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from .matrix import (
 from .rundir import append_result, write_run_info
 
 RECONNECT_ATTEMPTS = 3
-RECONNECT_DELAY_S = 10.0
+RECONNECT_DELAY_S = 10.0  # between the tries, unless the run says otherwise (runner matrix --reconnect-wait)
 
 
 @dataclass
@@ -64,6 +64,7 @@ class HostJob:
     previous: list[Result] = field(default_factory=list)  # what a resumed run had already recorded there
     # before its images are built there: e.g. the base images shipped (no registry to pull them from)
     ready: Callable[[Launcher, Log], None] | None = None
+    reconnect_wait_s: float = RECONNECT_DELAY_S  # between the tries to reach an engine that does not answer
     launcher: Launcher | None = None  # once connected (another thread may abort its cell in flight)
     results: list[Result] = field(default_factory=list)
     lost: str | None = None  # why this host's remaining cells could not run
@@ -153,8 +154,8 @@ def _connect(job: HostJob) -> Launcher:
         except EngineUnavailable as exc:
             if attempt + 1 == RECONNECT_ATTEMPTS:
                 raise
-            job.log(f"{exc}; trying again in {RECONNECT_DELAY_S:.0f} s")
-            time.sleep(RECONNECT_DELAY_S)
+            job.log(f"{exc}; trying again in {job.reconnect_wait_s:g} s")
+            time.sleep(job.reconnect_wait_s)
     raise AssertionError("unreachable")
 
 
@@ -163,7 +164,7 @@ def _came_back(job: HostJob, launcher: Launcher) -> bool:
 
     client = getattr(launcher, "client", None)
     for _ in range(RECONNECT_ATTEMPTS):
-        time.sleep(RECONNECT_DELAY_S)
+        time.sleep(job.reconnect_wait_s)
         if client is not None and engine_answers(client, attempts=1):
             job.log("the engine answers again: going on")
             return True

@@ -160,6 +160,16 @@ def require_framework(framework: str, mode: str | None = None) -> str:
     return python
 
 
+def framework_marks(framework: str, mode: str | None = None, *, slow: bool = False) -> list[pytest.MarkDecorator]:
+    """The markers of a test that runs ``framework`` (in ``mode``): ``framework``; ``docker`` and ``slow`` where
+    it runs only in its image (another Python: a container per process); ``slow`` where the caller says so."""
+    in_image = other_python_image(framework, mode) is not None
+    marks = [pytest.mark.framework]
+    marks += [pytest.mark.docker] if in_image else []
+    marks += [pytest.mark.slow] if in_image or slow else []
+    return marks
+
+
 def run_predict(python: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run ``python -m frameworks.predict`` from the repository root."""
     return subprocess.run(

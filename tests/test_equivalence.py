@@ -6,45 +6,31 @@ model with the same weights as every other cell.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from frameworks.backends.registry import FLOAT32, FRAMEWORKS
-from frameworks.check import CheckReport, check_cell
 from frameworks.models import MODELS
-from tests.conftest import REPO_ROOT, require_framework
+from tests.checks import shared_check
+from tests.conftest import framework_marks
 
+# Slow (the full suite only): VGG-16 (15.5 GFLOP and 138 M weights per cell), torch.compile's compilations,
+# and the frameworks that run only in their images.
 CELLS = [
-    pytest.param(fw.name, mode, model, id=f"{fw.name}-{mode}-{model}", marks=[pytest.mark.framework])
+    pytest.param(fw.name, mode, model, id=f"{fw.name}-{mode}-{model}",
+                 marks=framework_marks(fw.name, mode, slow=model == "vgg16" or mode == "compile"))
     for fw in FRAMEWORKS.values()
     for mode in fw.modes
     for model in MODELS
-]
+]  # fmt: skip
 
 # Fresh weights and inputs: not the seed the benchmarks use.
 SEEDS = (3,)
 
 
-def _check(framework: str, model: str, mode: str, seed: int) -> CheckReport:
-    python = require_framework(framework, mode)
-    if python == sys.executable:
-        return check_cell(framework, model, mode, seed=seed)
-    args = ["--framework", framework, "--model", model, "--mode", mode, "--seed", str(seed)]
-    proc = subprocess.run(
-        [python, "-m", "frameworks.check", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return CheckReport(**json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize(("framework", "mode", "model"), CELLS)
 def test_matches_spec_and_reference(framework: str, mode: str, model: str, seed: int) -> None:
-    report = _check(framework, model, mode, seed)
+    report = shared_check(framework, mode, model, seed)
     assert report.params == report.spec_params, "trainable parameter count differs from the spec"
     assert report.buffers == report.spec_buffers, "batch-norm running statistics differ from the spec"
     if report.precision not in (None, FLOAT32):

@@ -185,7 +185,7 @@ def test_engine_stopped_mid_cell_ends_the_run_with_one_line_and_resume_finishes(
     engine2: Engine, tmp_path: Path
 ) -> None:
     proc = _matrix(tmp_path, "--models", "lenet5", "mobilenet_v1", "--iterations", "2000", "--warmup", "1",
-                   "--min-time", "0", "--no-peak", engine=engine2.url)  # fmt: skip
+                   "--min-time", "0", "--no-peak", "--reconnect-wait", "1", engine=engine2.url)  # fmt: skip
     client = connect_host(Host("two", engine2.url))
     try:
         _wait_for(lambda: _results_so_far(tmp_path) == 1, 600, "the first cell", proc)

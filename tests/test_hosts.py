@@ -154,6 +154,7 @@ def _runner(home: str, *args: str, timeout: float = 2400) -> subprocess.Complete
 
 TWO_VARIANTS = ["--variants", "cpu-numpy-openblas", "cpu-onnxruntime", "--models", "lenet5"]
 QUICK = ["--iterations", "3", "--warmup", "1", "--min-time", "0", "--no-peak"]
+RECONNECT = ["--reconnect-wait", "1"]  # a lost or refusing host is given up after 3 s of waiting, not 30
 
 
 @pytest.mark.docker
@@ -184,7 +185,7 @@ def test_two_hosts_one_over_unix_one_over_ssh(sshd: dict[str, str], tmp_path: Pa
 def test_a_host_lost_mid_run_and_resumed(sshd: dict[str, str], engine2: Engine, tmp_path: Path) -> None:
     hosts = ["--hosts", "here=unix:///var/run/docker.sock", f"there={engine2.url}"]
     args = [*hosts, "--variants", "cpu-numpy-openblas", "--models", "lenet5", "mobilenet_v1", "vgg16",
-            "--iterations", "200", "--warmup", "1", "--min-time", "0", "--no-peak", "--ship-images",
+            "--iterations", "200", "--warmup", "1", "--min-time", "0", "--no-peak", "--ship-images", *RECONNECT,
             "--out", str(tmp_path)]  # fmt: skip
     env = {**os.environ, "HOME": sshd["home"], "DLBENCH_SSH_CONFIG": str(Path(sshd["home"]) / ".ssh" / "config")}
     proc = subprocess.Popen([sys.executable, "-m", "runner", "matrix", *args], cwd=REPO_ROOT, env=env,
@@ -228,9 +229,10 @@ def test_an_ssh_host_key_that_does_not_match_is_refused(sshd: dict[str, str], tm
     (home / ".ssh" / "known_hosts").write_text(forged)
     config = (home / ".ssh" / "config").read_text().replace(sshd["home"], str(home))
     (home / ".ssh" / "config").write_text(config + "  StrictHostKeyChecking no\n")  # a config that would accept it
-    proc = _runner(str(home), "--hosts", f"there={sshd['url']}", *TWO_VARIANTS, *QUICK, "--out", str(tmp_path / "o"),
-                   timeout=600)  # fmt: skip
+    proc = _runner(str(home), "--hosts", f"there={sshd['url']}", *TWO_VARIANTS, *QUICK, *RECONNECT,
+                   "--out", str(tmp_path / "o"), timeout=600)  # fmt: skip
     assert proc.returncode == 3
     assert "Host key verification failed" in proc.stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stderr
+    assert "trying again in 1 s" in proc.stderr, "--reconnect-wait sets the wait between the tries"
     (run_dir,) = list((tmp_path / "o").iterdir())
     assert {r.status for r in load_results(run_dir / "hosts" / "there").results} == {"failed"}

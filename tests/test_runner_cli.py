@@ -47,6 +47,7 @@ def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], *fragments: s
         (["matrix", "--memory", "lots"], ["expected a size"]),
         (["matrix", "--iterations", "0"], ["--iterations must be at least 1"]),
         (["matrix", "--timeout", "0"], ["--timeout must be positive"]),
+        (["matrix", "--reconnect-wait", "-1"], ["--reconnect-wait must not be negative"]),
         (["matrix", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
         (["matrix", "--backend", "kubernetes"], ["invalid choice: 'kubernetes'"]),
         (["matrix", "--launcher", "kubernetes"], ["invalid choice: 'kubernetes'"]),

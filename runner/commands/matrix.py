@@ -40,7 +40,7 @@ from ..matrix import (
     prepare_inputs,
 )
 from ..rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, write_run_info
-from ..worker import HostJob, start_info, work
+from ..worker import RECONNECT_ATTEMPTS, RECONNECT_DELAY_S, HostJob, start_info, work
 from .common import EXIT_ENGINE_LOST, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, log, render
 
 HELP = "build what is stale, then run every cell, one at a time"
@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "hosts file, or docker context names (default: this machine alone)")  # fmt: skip
     p.add_argument("--ship-images", action="store_true", help="with --hosts: build the images here once and load "
                    "them on each host (docker save/load, ids checked) instead of building on each")  # fmt: skip
+    p.add_argument("--reconnect-wait", type=float, default=RECONNECT_DELAY_S, metavar="SECONDS",
+                   help=f"seconds between the {RECONNECT_ATTEMPTS} tries to reach an engine that does not answer, "
+                   "or stopped answering mid-run, before its cells are recorded as failed "
+                   f"(default {RECONNECT_DELAY_S:g})")  # fmt: skip
     add_scenario_options(p, for_runner=True)
 
 
@@ -140,6 +144,8 @@ def choose_launcher(wanted: str, base_image: str | None) -> Launcher:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.reconnect_wait < 0:
+        raise UsageError("--reconnect-wait must not be negative")
     catalog = load_catalog(args.catalog)
     hosts = parse_hosts(args.hosts) if args.hosts else None
     info: RunInfo | None = None
@@ -182,7 +188,8 @@ def run_here(args: argparse.Namespace, settings: Settings, variants: list[Varian
     made = prepare_inputs([c for c in todo if c.variant.name in prepared.ids], settings.seed, log)
     cells = [replace(c, inputs=made.get(c.model)) for c in cells]
     job = HostJob(Host(LOCAL, "unix:///var/run/docker.sock"), run_dir, run_dir.name, settings, cells, done, info,
-                  connect=lambda: launcher, log=log, no_peak=args.no_peak)  # fmt: skip
+                  connect=lambda: launcher, log=log, no_peak=args.no_peak,
+                  reconnect_wait_s=args.reconnect_wait)  # fmt: skip
     info = start_info(job, launcher, prepared)
     write_run_info(run_dir, info)
     log(f"run directory: {run_dir}")
@@ -315,7 +322,7 @@ def _host_job(
 
     return HostJob(host, host_dir, run_dir.name, settings, [], finished_keys(previous), old, connect=connect,
                    log=say, no_peak=args.no_peak, probe=True, local_files=not host.is_remote, ship=ship,
-                   resolve=resolve, previous=previous, ready=ready)  # fmt: skip
+                   resolve=resolve, previous=previous, ready=ready, reconnect_wait_s=args.reconnect_wait)  # fmt: skip
 
 
 def _shipper(args: argparse.Namespace, variants: list[Variant], settings: Settings) -> Any:
