@@ -294,6 +294,7 @@ def _flatbuffer_tensors(flatbuffer: bytes) -> tuple[list[tuple[str, int, list[in
     return tensors, ops
 
 
+@pytest.mark.slow
 def test_tflite_build_facts_and_whole_graph_delegation(lb):
     built = _build(lb, "mobilenet_v1", "xnnpack")
     facts = lb.build_facts()
@@ -309,6 +310,7 @@ def test_tflite_build_facts_and_whole_graph_delegation(lb):
     assert facts["flatbuffer_constants"] == str(lb.folded_constants(spec))
 
 
+@pytest.mark.slow
 def test_tflite_flatbuffer_is_float32_static_and_holds_every_weight(lb):
     from ai_edge_litert import schema_py_generated as schema
 
@@ -370,6 +372,7 @@ emit({"threads": built.threads, "facts": b.build_facts()})
 
 
 @pytest.mark.parametrize("threads", sorted({1, 2, CPUS}))
+@pytest.mark.slow
 def test_tflite_threads_are_read_back_from_the_threads_xnnpack_made(lb, threads):
     result, _ = _probe(sys.executable, TFLITE_THREADS, str(threads))
     assert result["threads"] == threads

@@ -154,6 +154,7 @@ emit([tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threadin
 """
 
 
+@pytest.mark.slow
 def test_tf_threads_zero_means_every_cpu(tfb):
     """In a fresh process: this one's TensorFlow may have started already (the TFLite tests convert with it)."""
     result, _ = _probe(sys.executable, TF_ZERO_PROBE)

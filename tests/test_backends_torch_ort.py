@@ -186,6 +186,7 @@ def test_torch_compile_wraps_the_module_and_compiles_on_the_first_call(tb, monke
     assert isinstance(real_compile(model), torch._dynamo.eval_frame.OptimizedModule)
 
 
+@pytest.mark.slow
 def test_torch_through_predict(tb):
     proc = run_predict(
         sys.executable, "--framework", "torch", "--model", "lenet5", "--mode", "jit",

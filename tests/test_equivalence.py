@@ -13,11 +13,12 @@ from frameworks.models import MODELS
 from tests.checks import shared_check
 from tests.conftest import framework_marks
 
-# Slow (the full suite only): VGG-16 (15.5 GFLOP and 138 M weights per cell), torch.compile's compilations,
-# and the frameworks that run only in their images.
+# The fast tier checks LeNet-5 in every mode of every framework this machine runs outside an image; MobileNet
+# v1, VGG-16 (15.5 GFLOP and 138 M weights per cell), torch.compile's compilations and the frameworks that run
+# only in their images are the full suite's.
 CELLS = [
     pytest.param(fw.name, mode, model, id=f"{fw.name}-{mode}-{model}",
-                 marks=framework_marks(fw.name, mode, slow=model == "vgg16" or mode == "compile"))
+                 marks=framework_marks(fw.name, mode, slow=model != "lenet5" or mode == "compile"))
     for fw in FRAMEWORKS.values()
     for mode in fw.modes
     for model in MODELS

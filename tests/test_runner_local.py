@@ -71,6 +71,7 @@ def test_matrix_end_to_end(openblas_python: Path, tmp_path: Path) -> None:
     assert info.settings["memory"].startswith("not limited") and info.images["cpu-numpy-openblas"].startswith("venv:")
 
 
+@pytest.mark.slow
 def test_timeout_is_a_failed_cell_and_kills_predict(openblas_python: Path) -> None:
     token = uuid.uuid4().hex
     settings = replace(SETTINGS, timeout=3).with_options(iterations=10**8)
@@ -114,6 +115,7 @@ def test_variants_the_local_backend_cannot_run_are_skipped(tmp_path: Path) -> No
     assert [(r.variant, r.status) for r in results] == [("cpu-numpy-mkl", "skipped"), ("cuda-onnxruntime", "skipped")]
 
 
+@pytest.mark.slow
 def test_interrupted_matrix_resumes_without_redoing_cells(openblas_python: Path, tmp_path: Path) -> None:
     token = uuid.uuid4().hex
     args = ["matrix", *BASE, "--models", "lenet5", "mobilenet_v1", "--iterations", "2000", "--timeout", "300"]
@@ -178,6 +180,7 @@ def test_a_whole_matrix_never_imports_a_framework_in_the_runner(openblas_python:
     assert not set(lines["MODULES"].split()) & set(FRAMEWORK_MODULES)  # the reports may use matplotlib (NumPy)
 
 
+@pytest.mark.slow
 def test_every_scenario_through_the_matrix_and_resume_by_key(openblas_python: Path, tmp_path: Path) -> None:
     args = ["matrix", *BASE, "--models", "lenet5", "--iterations", "3", "--out", str(tmp_path)]
     proc = runner(*args, "--scenarios", "latency", "throughput", "threads", "--batches", "1", "4")
