@@ -184,7 +184,9 @@ def test_two_hosts_one_over_unix_one_over_ssh(sshd: dict[str, str], tmp_path: Pa
 @pytest.mark.slow
 def test_a_host_lost_mid_run_and_resumed(sshd: dict[str, str], engine2: Engine, tmp_path: Path) -> None:
     hosts = ["--hosts", "here=unix:///var/run/docker.sock", f"there={engine2.url}"]
-    args = [*hosts, "--variants", "cpu-numpy-openblas", "--models", "lenet5", "mobilenet_v1", "vgg16",
+    # MobileNet's 200 iterations (several seconds) keep the second host's second cell in flight when its engine
+    # stops (a third model would only lengthen the first host's run)
+    args = [*hosts, "--variants", "cpu-numpy-openblas", "--models", "lenet5", "mobilenet_v1",
             "--iterations", "200", "--warmup", "1", "--min-time", "0", "--no-peak", "--ship-images", *RECONNECT,
             "--out", str(tmp_path)]  # fmt: skip
     env = {**os.environ, "HOME": sshd["home"], "DLBENCH_SSH_CONFIG": str(Path(sshd["home"]) / ".ssh" / "config")}
@@ -209,7 +211,7 @@ def test_a_host_lost_mid_run_and_resumed(sshd: dict[str, str], engine2: Engine, 
     (run_dir,) = list(tmp_path.iterdir())
     here = load_results(run_dir / "hosts" / "here").results
     there = load_results(run_dir / "hosts" / "there").results
-    assert [r.status for r in here] == ["ok"] * 3, "the other host went on"
+    assert [r.status for r in here] == ["ok"] * 2, "the other host went on"
     assert there[0].status == "ok" and {r.status for r in there[1:]} == {"failed"}
     assert "stopped answering" in (there[-1].error or "")
     info = (run_dir / "hosts" / "there" / RUN_FILE).read_text().replace('"iterations": "200"', '"iterations": "3"')
@@ -217,7 +219,7 @@ def test_a_host_lost_mid_run_and_resumed(sshd: dict[str, str], engine2: Engine, 
     resumed = _runner(sshd["home"], "--resume", str(run_dir), "--hosts", *hosts[1:], "--no-report")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     latest = {r.model: r for r in load_results(run_dir / "hosts" / "there").results}
-    assert {m: r.status for m, r in latest.items()} == {"lenet5": "ok", "mobilenet_v1": "ok", "vgg16": "ok"}
+    assert {m: r.status for m, r in latest.items()} == {"lenet5": "ok", "mobilenet_v1": "ok"}
 
 
 @pytest.mark.docker
