@@ -4,8 +4,8 @@
 JSON object per mode x model, in that order, as each finishes: a ``CheckReport``, or
 ``{"framework", "mode", "model", "error"}`` for a cell whose build or forward raised (the others still
 run; exit 1). The equivalence tests use it for frameworks that live in an environment or an image of
-their own (one process for every cell of that environment: one import, one set of weights per
-model), and ``check_cell`` in-process for the others.
+their own (tests/checks.py: one process per environment and model, for every mode there: one import,
+one set of weights and one reference), and ``check_cell`` in-process for the others.
 """
 
 from __future__ import annotations
