@@ -37,11 +37,12 @@ from .backends.registry import FLOAT32, PRECISION, Backend, BuildOptions, check_
 from .environment import LOAD_WARNING_CPUS, THREAD_ENV, LoadMeter, environment, peak_rss_bytes
 from .inputs import handed
 from .models import ModelSpec, get_model
-from .result import Point, Result, Stats, cell_result, utc_now
+from .result import Measurement, Result, Stats, Transformed, cell_result, utc_now
 from .scenarios import Scenario, ScenarioConfig, get_scenario
 from .stats import stability_warnings, summarize
+from .transforms import NO_POINT, NONE, TransformPoint
 from .verify import compare, reference_output, verification_input
-from .weights import canonical_weights, make_input
+from .weights import Weights, canonical_weights, make_input
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where ``python -m frameworks.predict`` resolves
 # How often the OOM killer struck in this process's memory cgroup (a container's own): the line
@@ -63,6 +64,7 @@ class CellRequest:
     device: str = "cpu"
     threads: int = 1
     seed: int = 0
+    transform: TransformPoint = NO_POINT  # what is done to the model first (frameworks.transforms)
 
 
 def one_line(exc: BaseException) -> str:
@@ -94,8 +96,16 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
     if request.mode not in config.modes(info):
         modes = ", ".join(config.modes(info)) or "none"
         raise KeyError(f"the {scenario.name} scenario runs {request.framework} in modes: {modes}; not {request.mode!r}")
-    spec = network
+    transform = request.transform.transform
+    if not config.runs_transform(transform.name):
+        raise KeyError(f"the {scenario.name} scenario does not run the {transform.name} transform")
+    spec = transform.network(network, request.transform.config)
     base = base_result(request, spec, scenario, config)
+    if not info.supports(transform.name, transform.level):
+        supported = ", ".join(info.transforms) or "none"
+        return replace(base, status="skipped", finished_at=utc_now(),
+                       error=f"{request.framework} does not run the {transform.name} transform "
+                       f"(its build-level transforms: {supported})")  # fmt: skip
     try:
         return scenario.measure(request, spec, config, base)
     except CudaUnavailable:
@@ -140,20 +150,90 @@ def open_backend(request: CellRequest, base: Result) -> tuple[Backend | None, Re
 
 @dataclass(frozen=True)
 class Measured:
-    """What ``measure_forward`` found: every figure of one (model, mode, batch, threads) measurement."""
+    """What ``measure_forward`` found: the measurement, and what else the build told."""
 
-    first_inference_s: float
-    warmup_s: tuple[float, ...]
-    samples_s: tuple[float, ...]
-    stats: Stats
-    verified: bool
-    max_error: float | None
-    tolerance: float
-    other_load: float | None
-    threads_in_use: int | None
+    measurement: Measurement
     facts: dict[str, str]  # build facts read again after the build and the first inference
-    warnings: tuple[str, ...]
-    accuracy: float | None = None  # what ``evaluate`` found after the timed loop, when one was given
+    transformed: Transformed | None  # what a transform did to the weights the cell ran
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """The weights a cell runs, the float64 reference of its verification input on them, and whether
+    (and how) it measures test accuracy: canonical, trained or transformed weights alike."""
+
+    weights: Weights
+    reference: np.ndarray
+    evaluate: Callable[[Callable[[np.ndarray], np.ndarray]], float] | None = None
+    transformed: Transformed | None = None
+
+
+def cell_inputs(request: CellRequest, spec: ModelSpec, batch: int, *, trained: bool = False) -> CellInputs:
+    """The cell's weights: its transform's, else the committed trained ones (``trained``), else canonical."""
+    if request.transform.name != NONE:
+        return transformed_inputs(request, spec, batch)
+    if trained:
+        from .trained import trained_weights
+
+        weights = trained_weights(spec)
+        return CellInputs(weights, _reference_on(spec, weights, batch, request.seed), _evaluation(batch))
+    return CellInputs(canonical_weights(spec, request.seed), reference_output(spec, batch, request.seed))
+
+
+def transformed_inputs(request: CellRequest, spec: ModelSpec, batch: int) -> CellInputs:
+    """A weights-level transform's weights: the runner's (``frameworks.inputs``, checked by sha256) when
+    it handed them over, else made here; with the reference on them."""
+    from .inputs import handed_transformed
+    from .models import get_model
+
+    point = request.transform
+    handed = handed_transformed(point, spec, batch, request.seed)
+    if handed is not None:
+        weights, reference, record = handed
+    else:
+        prepared = point.transform.apply
+        if prepared is None:
+            raise ValueError(f"the {point.name} transform makes no weights")
+        made = prepared(get_model(request.model), request.seed, point.config)
+        weights, record = made.weights, transformed_record(point, made)
+        reference = _reference_on(spec, weights, batch, request.seed)
+    return CellInputs(weights, reference, _evaluation(batch) if record.source == "trained" else None, record)
+
+
+def transformed_record(point: TransformPoint, made: object) -> Transformed:
+    """What a weights-level transform did, counted from the weights it made (sha256, sparsity, sizes)."""
+    from .pruning import sizes
+    from .training import weights_sha256
+    from .transforms import Prepared
+
+    assert isinstance(made, Prepared)
+    raw, gzipped = sizes(made.weights)
+    return Transformed(
+        name=point.name,
+        config=point.config.to_strings(),
+        identity=point.config.IDENTITY,
+        weights_sha256=weights_sha256(made.weights),
+        source=made.source,
+        sparsity=made.sparsity,
+        weights_bytes=raw,
+        weights_gzip_bytes=gzipped,
+        facts=dict(made.facts),
+    )
+
+
+def _reference_on(spec: ModelSpec, weights: Weights, batch: int, seed: int) -> np.ndarray:
+    from .verify import compute_reference
+
+    return compute_reference(spec, batch, seed, weights)
+
+
+def _evaluation(batch: int) -> Callable[[Callable[[np.ndarray], np.ndarray]], float]:
+    """Test accuracy of the built forward over the 10,000 Fashion-MNIST test images, at the cell's batch."""
+    from .datasets import test_split
+    from .training import accuracy
+
+    test = test_split()
+    return lambda forward: accuracy(forward, test, batch)
 
 
 def _timed_call(forward: Callable[[np.ndarray], object], x: np.ndarray) -> float:
@@ -168,48 +248,70 @@ def measure_forward(
     request: CellRequest,
     batch: int,
     timing: ScenarioConfig,
-    weights: dict[str, np.ndarray] | None = None,
-    reference: np.ndarray | None = None,
-    evaluate: Callable[[Callable[[np.ndarray], np.ndarray]], float] | None = None,
+    inputs: CellInputs | None = None,
 ) -> Measured:
     """The timed protocol (see the module docstring); the numbers of every latency cell come from here.
 
-    ``weights`` other than the canonical ones come with their own ``reference`` output for the
-    verification input; ``evaluate`` (the test accuracy of trained weights) runs the built forward
-    once the timed loop is over.
+    ``inputs`` other than the canonical ones (``cell_inputs``: trained or transformed weights) come with
+    their own reference output for the verification input, and with ``evaluate`` (the test accuracy of
+    trained weights) run on the built forward once the timed loop is over.
     """
-    if weights is None:
-        weights = canonical_weights(spec, request.seed)
-    built = backend.build(spec, weights, BuildOptions(request.mode, request.device, request.threads, batch))
-    if reference is None:
-        reference = reference_output(spec, batch, request.seed)
+    if inputs is None:
+        inputs = cell_inputs(request, spec, batch)
+    options = BuildOptions(request.mode, request.device, request.threads, batch)
+    built = backend.build(spec, inputs.weights, options)
     x0 = verification_input(spec, batch, request.seed)
     start = time.perf_counter_ns()
     first = built.forward(x0)
     first_s = (time.perf_counter_ns() - start) * 1e-9
     # Read after the first inference: a framework that compiles lazily (jax.jit) picks its kernels then.
     facts = backend.build_facts()
-    check = compare(first, reference, spec.tolerance)
+    check = compare(first, inputs.reference, spec.tolerance)
     warm_rng = np.random.default_rng([request.seed, 1])
     warmup = tuple(_timed_call(built.forward, make_input(spec, batch, warm_rng)) for _ in range(timing.warmup))
     samples, load = _time_loop(built.forward, spec, batch, request.seed, timing)
     stats = summarize(samples)
-    accuracy = evaluate(built.forward) if evaluate is not None else None
-    return Measured(
+    accuracy = inputs.evaluate(built.forward) if inputs.evaluate is not None else None
+    measurement = Measurement(
+        batch=batch,
+        threads=request.threads,
+        status="ok",
+        threads_in_use=built.threads,
         first_inference_s=first_s,
         warmup_s=warmup,
         samples_s=tuple(samples),
         stats=stats,
+        throughput_ips=batch / stats.median,
+        gflops=spec.flops * batch / stats.median / 1e9,
+        peak_rss_bytes=peak_rss_bytes(),
         verified=check.verified,
         max_error=check.max_error if np.isfinite(check.max_error) else None,
         tolerance=check.tolerance,
         other_load=load,
-        threads_in_use=built.threads,
-        facts=facts,
+        accuracy=accuracy,
         warnings=tuple(
             measurement_warnings(stats, check.verified, check.max_error, check.tolerance, load, facts.get(PRECISION))
         ),
-        accuracy=accuracy,
+    )
+    return Measured(measurement, facts, inputs.transformed)
+
+
+def measured_result(base: Result, measured: Measured) -> Result:
+    """A one-measurement cell's result (latency): the measurement, and the cell's verdict, which is its."""
+    m = measured.measurement
+    return replace(
+        base,
+        status="ok",
+        build={**base.build, **measured.facts},
+        points=(m,),
+        peak_rss_bytes=m.peak_rss_bytes,
+        verified=m.verified,
+        max_error=m.max_error,
+        tolerance=m.tolerance,
+        other_load=m.other_load,
+        warnings=m.warnings,
+        transform=measured.transformed,
+        finished_at=utc_now(),
     )
 
 
@@ -260,13 +362,13 @@ def point_command(request: CellRequest, timing: ScenarioConfig, batch: int, thre
         "--framework", request.framework, "--model", request.model, "--mode", request.mode,
         "--device", request.device, "--batch", str(batch), "--threads", str(threads), "--seed", str(request.seed),
         "--iterations", str(timing.iterations), "--warmup", str(timing.warmup), "--min-time", f"{timing.min_time:g}",
-        *inputs, "--output", "-",
+        *request.transform.to_args(), *inputs, "--output", "-",
     ]  # fmt: skip
 
 
 def run_point(
     request: CellRequest, timing: ScenarioConfig, batch: int, threads: int, timeout: float
-) -> tuple[Point, Result | None]:
+) -> tuple[Measurement, Result | None]:
     """One point, measured by a child predict process; the point and the child's result (None if it has none)."""
     env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
     ooms = _oom_kills()
@@ -281,19 +383,19 @@ def run_point(
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        return Point(batch, threads, "failed", error=f"timed out after {timeout:g} s"), None
+        return Measurement(batch, threads, "failed", error=f"timed out after {timeout:g} s"), None
     except BaseException:  # interrupted: never leave a measurement running behind the sweep
         _kill_group(proc)
         raise
     child = _result_line(stdout)
     if child is None:
-        return Point(batch, threads, "failed", error=_point_failure(proc.returncode, stderr, ooms)), None
+        return Measurement(batch, threads, "failed", error=_point_failure(proc.returncode, stderr, ooms)), None
     return point_from(child, batch, threads), child
 
 
 def run_points(
     request: CellRequest, timing: ScenarioConfig, sweep: list[tuple[int, int]], timeout: float
-) -> tuple[list[Point], list[Result]]:
+) -> tuple[list[Measurement], list[Result]]:
     """Each (batch, threads) of a sweep by ``run_point``, in order; the points and the children's results."""
     points, children = [], []
     for batch, threads in sweep:
@@ -304,36 +406,24 @@ def run_points(
     return points, children
 
 
-def point_from(child: Result, batch: int, threads: int) -> Point:
-    """A child's latency result as a point of the sweep (per-batch figures; speedups come later)."""
-    if child.status != "ok" or child.stats is None:
-        return Point(batch, threads, "failed", error=child.error or child.status, peak_rss_bytes=child.peak_rss_bytes)
-    return Point(
-        batch=batch,
-        threads=threads,
-        status="ok",
-        threads_in_use=child.threads_in_use,
-        first_inference_s=child.first_inference_s,
-        warmup_s=child.warmup_s,
-        samples_s=child.samples_s,
-        stats=child.stats,
-        throughput_ips=child.throughput_ips,
-        peak_rss_bytes=child.peak_rss_bytes,
-        verified=child.verified,
-        max_error=child.max_error,
-        other_load=child.other_load,
-        warnings=child.warnings,
-    )
+def point_from(child: Result, batch: int, threads: int) -> Measurement:
+    """A child's latency result as a point of the sweep: its one measurement, as it is."""
+    measured = child.measurement
+    if child.status != "ok" or measured is None:
+        error = child.error or child.status
+        return Measurement(batch, threads, "failed", error=error, peak_rss_bytes=child.peak_rss_bytes)
+    return replace(measured, batch=batch, threads=threads)
 
 
-def sweep_result(base: Result, points: list[Point], children: list[Result]) -> Result:
+def sweep_result(base: Result, points: list[Measurement], children: list[Result]) -> Result:
     """The cell's result from its points: ok when any point is, with the failed points named."""
     ok = [p for p in points if p.status == "ok"]
     first = next((c for c in children if c.status == "ok"), children[0] if children else None)
     if first is not None:
         base = replace(
-            base, version=first.version, build=first.build, environment=first.environment or base.environment
-        )
+            base, version=first.version, build=first.build, environment=first.environment or base.environment,
+            transform=first.transform,
+        )  # fmt: skip
     failed = [p for p in points if p.status != "ok"]
     warnings = [f"batch {p.batch}, {p.threads} threads: {p.error}" for p in failed]
     warnings += [f"batch {p.batch}, {p.threads} threads: {w}" for p in ok for w in p.warnings]

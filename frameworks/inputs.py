@@ -24,13 +24,19 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .models import ModelSpec, get_model
+from .options import UsageError, add_transform_options, transform_points
+from .transforms import NONE, TransformPoint
+
+if TYPE_CHECKING:
+    from .result import Transformed
 
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npy"
@@ -41,10 +47,13 @@ class InputsMismatch(RuntimeError):
     """Handed inputs that are not what the runner made: the cell fails with this message."""
 
 
-def directory_name(spec: ModelSpec, seed: int) -> str:
-    """One directory per model (as specified: a changed spec is another directory) and seed."""
+def directory_name(spec: ModelSpec, seed: int, point: TransformPoint | None = None) -> str:
+    """One directory per model (as specified: a changed spec is another directory), seed and transform."""
     digest = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
-    return f"{spec.name}-seed{seed}-{digest}"
+    tail = ""
+    if point is not None and point.name != NONE:
+        tail = "".join(f"-{v}" for v in (point.name, *point.config.to_strings().values()))
+    return f"{spec.name}-seed{seed}-{digest}{tail}"
 
 
 def sha256_file(path: Path) -> str:
@@ -58,24 +67,47 @@ def sha256_file(path: Path) -> str:
 # --- writing (the runner, once per run) --------------------------------------------------------------
 
 
-def write_inputs(root: Path, spec: ModelSpec, seed: int, batch: int) -> tuple[Path, str]:
-    """The directory for (spec, seed) holding a reference for at least ``batch`` images, and its manifest's sha256.
+def write_inputs(
+    root: Path, spec: ModelSpec, seed: int, batch: int, point: TransformPoint | None = None
+) -> tuple[Path, str]:
+    """The directory for (spec, seed, transform) holding a reference for at least ``batch`` images, and its
+    manifest's sha256. Reused when a complete one is there already (same spec, seed, transform, at least this batch).
 
-    Reused when a complete one is there already (same spec, seed and at least this batch).
+    With a weights-level transform the directory holds the weights it made, the reference on them and,
+    in the manifest, what it did (``Transformed``): the cell's key needs its weights' sha256 before it runs.
     """
     from .verify import compute_reference
     from .weights import generate_weights
 
-    directory = root / directory_name(spec, seed)
+    point = point if point is not None and point.name != NONE else None
+    apply = None
+    if point is not None:
+        from .harness import transformed_record
+
+        apply = point.transform.apply
+        if apply is None:
+            raise ValueError(f"the {point.name} transform makes no weights")
+        network = point.transform.network(spec, point.config)
+    else:
+        network = spec
+    directory = root / directory_name(network, seed, point)
     current = _complete(directory, batch)
     if current is not None:
         return directory, current
     directory.mkdir(parents=True, exist_ok=True)
+    record = None
+    if point is not None and apply is not None:
+        made = apply(spec, seed, point.config)
+        weights, record = made.weights, transformed_record(point, made)
+    else:
+        weights = generate_weights(spec, seed)
     files: dict[str, str] = {}
-    for key, array in generate_weights(spec, seed).items():
+    for key, array in weights.items():
         files[f"{key}.npy"] = _save(directory / f"{key}.npy", array)
-    files[REFERENCE] = _save(directory / REFERENCE, compute_reference(spec, batch, seed))
-    manifest = {"format": FORMAT, "model": spec.name, "seed": seed, "batch": batch, "files": files}
+    files[REFERENCE] = _save(directory / REFERENCE, compute_reference(network, batch, seed, weights))
+    manifest: dict[str, object] = {"format": FORMAT, "model": spec.name, "seed": seed, "batch": batch, "files": files}
+    if record is not None:
+        manifest["transform"] = asdict(record)
     text = json.dumps(manifest, sort_keys=True, indent=1) + "\n"
     _atomic(directory / MANIFEST, text.encode())
     return directory, hashlib.sha256(text.encode()).hexdigest()
@@ -124,8 +156,8 @@ class Handed:
     def manifest(self) -> dict[str, object]:
         return _manifest(self.directory, self.sha256)
 
-    def matches(self, spec: ModelSpec, seed: int) -> bool:
-        return self.directory.name == directory_name(spec, seed)
+    def matches(self, spec: ModelSpec, seed: int, point: TransformPoint | None = None) -> bool:
+        return self.directory.name == directory_name(spec, seed, point)
 
     def load(self, name: str) -> np.ndarray:
         """One file, checked against the manifest, memory-mapped read-only."""
@@ -179,10 +211,30 @@ def handed_reference(spec: ModelSpec, batch: int, seed: int) -> np.ndarray | Non
     """The reference for ``batch`` images (a prefix of the stored one), or None when none was handed."""
     if _handed is None or not _handed.matches(spec, seed):
         return None
-    reference = _handed.load(REFERENCE)
+    return _reference_prefix(_handed, batch)
+
+
+def _reference_prefix(handed: Handed, batch: int) -> np.ndarray:
+    reference = handed.load(REFERENCE)
     if reference.shape[0] < batch:
         raise InputsMismatch(f"inputs: the reference holds {reference.shape[0]} images, batch {batch} needs more")
     return reference[:batch]
+
+
+def handed_transformed(
+    point: TransformPoint, network: ModelSpec, batch: int, seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, Transformed] | None:
+    """A weights-level transform's weights, reference and record from the handed directory, or None when
+    none was handed for this model, seed and transform (the cell then makes them itself)."""
+    from .result import parse_transformed
+
+    if _handed is None or not _handed.matches(network, seed, point):
+        return None
+    record = parse_transformed(_handed.manifest().get("transform"))
+    if record.name != point.name or record.config != point.config.to_strings():
+        raise InputsMismatch(f"inputs: {_handed.directory} holds {record.name} {record.config}, not {point.label()}")
+    weights = {key: _handed.load(f"{key}.npy") for key in network.tensors()}
+    return weights, _reference_prefix(_handed, batch), record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,14 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=1)
+    add_transform_options(parser)
     args = parser.parse_args(argv)
     try:
         spec = get_model(args.model)
-    except KeyError as exc:
+        points = transform_points(args)
+        if len(points) != 1:
+            raise UsageError("inputs are made for one transform point at a time")
+    except (KeyError, UsageError) as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
-    directory, sha = write_inputs(args.root, spec, args.seed, max(1, args.batch))
-    print(json.dumps({"directory": str(directory), "sha256": sha}))
+    point = points[0]
+    directory, sha = write_inputs(args.root, spec, args.seed, max(1, args.batch), point)
+    answer: dict[str, object] = {"directory": str(directory), "sha256": sha}
+    if point.name != NONE:
+        record = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["transform"]
+        from .result import parse_transformed
+
+        answer["transform_key"] = [list(pair) for pair in parse_transformed(record).key()]
+    print(json.dumps(answer))
     return 0
 
 

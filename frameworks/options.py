@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .compat import type_hints
 from .scenarios import SCENARIOS, Scenario, ScenarioConfig
 from .scenarios.config import element_type, fields_of, flag, is_tuple
+from .transforms import NONE, TRANSFORMS, Transform, TransformPoint, get_transform, option_name
 
 
 class UsageError(ValueError):
@@ -94,3 +97,76 @@ def choose_scenarios(names: Iterable[str]) -> list[Scenario]:
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
     return list(chosen.values())
+
+
+# --- the transform axis: --transforms and each transform's list options ------------------------------
+
+TRANSFORMS_DEST = "transforms"
+
+
+def add_transform_options(parser: argparse.ArgumentParser) -> None:
+    """``--transforms NAME ...`` and one list option per field of every registered transform's config."""
+    group = parser.add_argument_group("transforms (what is done to the model before it runs; one cell per value)")
+    group.add_argument(
+        "--transforms", nargs="+", metavar="NAME", default=None,
+        help=f"one or more of: {', '.join(TRANSFORMS)} (default: {NONE})",
+    )  # fmt: skip
+    for transform in TRANSFORMS.values():
+        hints = type_hints(transform.config)
+        for f in dataclasses.fields(transform.config):
+            name = option_name(f)
+            text = f"{f.metadata.get('help', name)} (default {_text(f.default)}; the {transform.name} transform)"
+            group.add_argument(flag(name), dest=name, nargs="+", type=element_type(hints[f.name]), default=None,
+                               metavar="V", help=text)  # fmt: skip
+
+
+def given_transform_options(args: argparse.Namespace) -> dict[str, str]:
+    """``--transforms`` and the transform options given, as strings (what run.json stores)."""
+    given: dict[str, str] = {}
+    names = [TRANSFORMS_DEST, *(option_name(f) for t in TRANSFORMS.values() for f in dataclasses.fields(t.config))]
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            given[name] = " ".join(map(_text, value))
+    return given
+
+
+def transform_points(args: argparse.Namespace | Mapping[str, str]) -> list[TransformPoint]:
+    """Every (transform, config) the options ask for, in the order given; bad input is a ``UsageError``.
+
+    An unknown transform lists the valid ones; an option of a transform that was not asked for, or a
+    value its config refuses (a sparsity outside [0, 1)), is one line naming the option.
+    """
+    given = args if isinstance(args, Mapping) else given_transform_options(args)
+    names = (given.get(TRANSFORMS_DEST) or NONE).split()
+    chosen: dict[str, Transform] = {}
+    for name in names:
+        try:
+            chosen.setdefault(name, get_transform(name))
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+    owners = {option_name(f): t.name for t in TRANSFORMS.values() for f in dataclasses.fields(t.config)}
+    for option, owner in owners.items():
+        if option in given and owner not in chosen:
+            raise UsageError(f"{flag(option)} applies to the {owner} transform: give --transforms {owner}")
+    points: list[TransformPoint] = []
+    for transform in chosen.values():
+        points += _points_of(transform, given)
+    return points
+
+
+def _points_of(transform: Transform, given: Mapping[str, str]) -> list[TransformPoint]:
+    """One point per combination of the transform's given values (its defaults where none were given)."""
+    fields = dataclasses.fields(transform.config)
+    values = [given[option_name(f)].split() if option_name(f) in given else [None] for f in fields]
+    points = []
+    for combination in itertools.product(*values):
+        strings = {f.name: v for f, v in zip(fields, combination) if v is not None}
+        try:
+            config = transform.config.from_strings(strings)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        point = TransformPoint(transform.name, config)
+        if point not in points:
+            points.append(point)
+    return points

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 from .backends.registry import DEVICES, FRAMEWORKS, check_mode, get_framework, is_installed
 from .environment import THREAD_ENV, thread_count
 from .models import MODELS, get_model
-from .options import UsageError, add_scenario_options, choose_scenarios, given_options, scenario_configs
+from .options import (
+    UsageError,
+    add_scenario_options,
+    add_transform_options,
+    choose_scenarios,
+    given_options,
+    scenario_configs,
+    transform_points,
+)
 from .result import append_jsonl
 from .scenarios import DEFAULT_SCENARIO, SCENARIO_ENV, SCENARIOS, ScenarioConfig
 
@@ -50,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", default="-", help="'-' for stdout (JSON lines), a .jsonl file to append to, "
                    "an existing directory for one <cell>.json per cell, or a .json file")  # fmt: skip
     add_scenario_options(p)
+    add_transform_options(p)
     args = p.parse_args(argv)
     if args.threads < 0:
         raise UsageError("--threads must not be negative")
@@ -130,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = plan(args)
         (scenario,) = choose_scenarios([args.scenario])
         config = scenario_configs([scenario], given_options(args))[scenario.name]
+        points = transform_points(args)
+        refused = [p.name for p in points if not config.runs_transform(p.name)]
+        if refused:
+            raise UsageError(f"the {scenario.name} scenario does not run the {refused[0]} transform")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -156,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
         peak = matmul_peak_gflops()
     failed = False
-    for framework, model, mode in cells:
-        request = CellRequest(framework, model, mode, args.device, threads, args.seed)
+    for (framework, model, mode), point in ((cell, point) for cell in cells for point in points):
+        request = CellRequest(framework, model, mode, args.device, threads, args.seed, point)
         missing = missing_dataset(config, model)
         if missing:
             print(f"error: {missing}", file=sys.stderr)

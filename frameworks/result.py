@@ -13,7 +13,7 @@ import errno
 import json
 import os
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -23,7 +23,7 @@ from .compat import UNION_TYPES, type_hints
 if TYPE_CHECKING:
     from .models import ModelSpec
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_HISTORY: dict[int, str] = {
     1: "one batch-1 latency measurement per cell; `backend` names how the runner launched it",
     2: "a scenario axis: `scenario`, its `config` (as strings) and the `identity` fields of it that make "
@@ -34,6 +34,10 @@ SCHEMA_HISTORY: dict[int, str] = {
     "runner's name for the machine a cell ran on (several machines in one run); `host_name` in run.json",
     4: "training and accuracy: `training` (the train scenario's epochs, loss curve, batch order and trained "
     "weights with their sha256) and `accuracy` (test accuracy of a cell that ran trained weights)",
+    5: "one measurement record: a latency cell's figures (samples, stats, first inference, throughput, GFLOP/s, "
+    "threads in use, accuracy) move into `points`, one `Measurement` like each point of a sweep; a transform "
+    "axis: `transform` (what was done to the model before it ran: its name, config, identity fields, the sha256 "
+    "of the weights it produced, their sparsity and sizes), part of the cell's key",
 }
 RESULTS_FILE = "results.jsonl"  # a run directory: one result per line, appended as cells finish
 RUN_FILE = "run.json"  # and what the run was (RunInfo)
@@ -99,8 +103,9 @@ class Environment:
 
 
 @dataclass(frozen=True)
-class Point:
-    """One measurement of a sweep: the cell at one batch size and thread count, in a process of its own.
+class Measurement:
+    """One timed measurement, in one shape wherever it is made: a latency cell's one, or one point of a
+    sweep (a batch size, a thread count), each in a process of its own. A new figure is added here, once.
 
     A point that ran out of memory or time is ``failed`` with the reason, and the sweep goes on.
     """
@@ -110,18 +115,48 @@ class Point:
     status: Status
     error: str | None = None
     threads_in_use: int | None = None  # what the framework says it used, where it can say
-    first_inference_s: float | None = None
+    first_inference_s: float | None = None  # includes lazy compilation
     warmup_s: tuple[float, ...] = ()
     samples_s: tuple[float, ...] = ()  # seconds per batch
     stats: Stats | None = None
     throughput_ips: float | None = None  # images per second at the median
-    peak_rss_bytes: int | None = None  # of the point's own process
-    verified: bool | None = None  # output against the reference at this batch size
+    gflops: float | None = None  # achieved GFLOP/s at the median
+    peak_rss_bytes: int | None = None  # of the measuring process
+    verified: bool | None = None  # output against the float64 reference at this batch size
     max_error: float | None = None
-    other_load: float | None = None
+    tolerance: float | None = None
+    other_load: float | None = None  # other processes' CPU use during the timed loop, in CPUs
+    accuracy: float | None = None  # test accuracy inside the framework, where the weights are trained ones
     speedup: float | None = None  # thread scaling: median at 1 thread / median here
     efficiency: float | None = None  # speedup / threads
     warnings: tuple[str, ...] = ()
+
+
+NO_TRANSFORM = "none"
+
+
+@dataclass(frozen=True)
+class Transformed:
+    """What a transform did to the model before the cell ran it (``frameworks.transforms``).
+
+    ``identity`` names the entries of ``config`` that make the cell one of its own; with the sha256 of the
+    weights it produced they join the cell's key, so a pruned cell never pairs with a dense one by accident.
+    """
+
+    name: str  # the transform: "prune", ...
+    config: dict[str, str] = field(default_factory=dict)  # its settings, as strings
+    identity: tuple[str, ...] = ()
+    weights_sha256: str = ""  # of the canonical-layout .npz the cell ran (frameworks.training.npz_bytes)
+    source: str = ""  # what it started from: "canonical" (seeded) or "trained" weights
+    sparsity: float | None = None  # zeros among the prunable weights, counted from the weights themselves
+    weights_bytes: int | None = None  # the .npz, raw
+    weights_gzip_bytes: int | None = None  # and gzip -9
+    facts: dict[str, str] = field(default_factory=dict)  # how it was made (fine-tuning, spared layers, ...)
+
+    def key(self) -> tuple[tuple[str, str], ...]:
+        """Its part of the cell's key."""
+        named = tuple((name, self.config.get(name, "")) for name in self.identity)
+        return (("transform", self.name), *named, ("weights", self.weights_sha256[:16]))
 
 
 @dataclass(frozen=True)
@@ -171,6 +206,7 @@ class Training:
     max_judged_loss_error: float | None = None
     max_local_error: float | None = None
     near_tie: str | None = None
+    threads_in_use: int | None = None  # intra-op threads the framework's trainer reads back
 
     def summary(self) -> str:
         """``2 epochs, 41.2 s per epoch after the first (first 63.0 s), test accuracy 0.8712``."""
@@ -197,10 +233,27 @@ class CellKey:
     model: str
     device: str
     identity: tuple[tuple[str, str], ...] = ()  # the scenario's identity fields and their values
+    transform: tuple[tuple[str, str], ...] = ()  # Transformed.key(); () for the model as specified
 
     def __str__(self) -> str:
-        extra = "".join(f" {name}={value}" for name, value in self.identity)
+        extra = "".join(f" {name}={value}" for name, value in (*self.identity, *self.transform))
         return f"{self.variant} {self.mode} {self.model} {self.scenario}{extra}"
+
+    def without(self, *axes: str) -> CellKey:
+        """The key with the named axes blanked: two cells that differ in those axes alone share it.
+
+        The comparisons pair cells by it (pruned against dense is ``without("transform")``); an axis is a
+        field of the key, or the name of one of its identity or transform entries.
+        """
+        names = {f.name for f in fields(self)}
+        entries = set(axes) - names
+        key = replace(
+            self,
+            identity=() if "identity" in axes else tuple(p for p in self.identity if p[0] not in entries),
+            transform=() if "transform" in axes else tuple(p for p in self.transform if p[0] not in entries),
+        )
+        blanked: dict[str, Any] = {axis: "" for axis in axes if axis in names and axis not in ("identity", "transform")}
+        return replace(key, **blanked)
 
 
 @dataclass(frozen=True)
@@ -227,26 +280,20 @@ class Result:
     params: int = 0
     flops: int = 0  # per image
     threads: int = 0
-    threads_in_use: int | None = None  # intra-op threads the framework reads back after the build
     seed: int = 0
-    first_inference_s: float | None = None
-    warmup_s: tuple[float, ...] = ()
-    samples_s: tuple[float, ...] = ()
-    stats: Stats | None = None
-    throughput_ips: float | None = None  # images per second at the median
-    gflops: float | None = None  # achieved GFLOP/s at the median
+    # the cell's verdict over its measurements (a latency cell's one, every ok point of a sweep)
     peak_rss_bytes: int | None = None
     verified: bool | None = None
     max_error: float | None = None
     tolerance: float | None = None
-    other_load: float | None = None  # other processes' CPU use during the timed loop, in CPUs
+    other_load: float | None = None  # the most other processes used during any timed loop, in CPUs
     warnings: tuple[str, ...] = ()
     environment: Environment | None = None
     started_at: str | None = None  # ISO 8601, UTC
     finished_at: str | None = None
-    points: tuple[Point, ...] = ()  # a sweep's measurements; the latency scenario keeps its own above
-    accuracy: float | None = None  # test accuracy, where the cell ran trained weights (or trained them)
+    points: tuple[Measurement, ...] = ()  # the measurements: a latency cell's one, a sweep's per point
     training: Training | None = None  # the train scenario's record
+    transform: Transformed | None = None  # None: the model as specified, canonical or trained weights
 
     def key(self) -> CellKey:
         """The one definition of this cell's identity."""
@@ -261,7 +308,64 @@ class Result:
             self.model,
             self.device,
             identity,
+            self.transform.key() if self.transform is not None else (),
         )
+
+    # --- the one measurement of a cell that makes one (latency), read through --------------------------
+
+    @property
+    def measurement(self) -> Measurement | None:
+        """The cell's measurement when it made exactly one (a latency cell; a sweep of one point), else None."""
+        return self.points[0] if len(self.points) == 1 else None
+
+    @property
+    def stats(self) -> Stats | None:
+        m = self.measurement
+        return m.stats if m is not None else None
+
+    @property
+    def samples_s(self) -> tuple[float, ...]:
+        m = self.measurement
+        return m.samples_s if m is not None else ()
+
+    @property
+    def warmup_s(self) -> tuple[float, ...]:
+        m = self.measurement
+        return m.warmup_s if m is not None else ()
+
+    @property
+    def first_inference_s(self) -> float | None:
+        m = self.measurement
+        return m.first_inference_s if m is not None else None
+
+    @property
+    def throughput_ips(self) -> float | None:
+        m = self.measurement
+        return m.throughput_ips if m is not None else None
+
+    @property
+    def gflops(self) -> float | None:
+        m = self.measurement
+        return m.gflops if m is not None else None
+
+    @property
+    def threads_in_use(self) -> int | None:
+        if self.training is not None:
+            return self.training.threads_in_use
+        m = self.measurement
+        return m.threads_in_use if m is not None else None
+
+    @property
+    def accuracy(self) -> float | None:
+        """Test accuracy: the trained network's (train scenario) or the one the measurement took."""
+        if self.training is not None:
+            return self.training.final_accuracy
+        m = self.measurement
+        return m.accuracy if m is not None else None
+
+    @property
+    def transform_name(self) -> str:
+        return self.transform.name if self.transform is not None else NO_TRANSFORM
 
     @property
     def cell(self) -> str:
@@ -271,6 +375,9 @@ class Result:
         """
         head = self.variant or self.framework
         tail = "" if self.scenario == "latency" else f"-{self.scenario}"
+        if self.transform is not None:
+            t = self.transform
+            tail += "".join(f"-{part}" for part in (t.name, *(t.config.get(n, "") for n in t.identity)))
         return f"{head}-{self.mode}-{self.model}{tail}"
 
     def summary_line(self) -> str:
@@ -278,7 +385,7 @@ class Result:
 
         A sweep lists its points: ``... : batch 1 0.0123 s, batch 4 0.0401 s, batch 16 failed``.
         """
-        if self.points:
+        if self.points and self.measurement is None:
             return f"{self.cell} : " + ", ".join(_point_summary(p, self.identity) for p in self.points)
         if self.status == "ok" and self.training is not None:
             return f"{self.cell} : {self.training.summary()}"
@@ -305,6 +412,33 @@ class Result:
         return result
 
     @classmethod
+    def from_flat(cls, **fields: Any) -> Result:
+        """A cell from schema 4's flat fields: the figures of its measurement (``MOVED_IN_5``) become its
+        one ``Measurement``, at the cell's batch and threads, sharing the cell's verdict. For cells written
+        by hand (tests, report fixtures); the harness measures into a ``Measurement`` directly."""
+        figures = {name: fields.pop(name) for name in MOVED_IN_5 if name in fields}
+        result = cls(**fields)
+        if not figures:
+            return result
+        shared = {name: getattr(result, name) for name in SHARED_IN_5}
+        point = Measurement(batch=result.batch, threads=result.threads, status=result.status, **shared, **figures)
+        return replace(result, points=(point,))
+
+    def with_flat(self, **changes: Any) -> Result:
+        """A copy with schema 4's flat fields changed (``from_flat``'s counterpart): the figures of its one
+        measurement go to that measurement, which is dropped when no figure is left (a failed copy)."""
+        figures = {name: changes.pop(name) for name in MOVED_IN_5 if name in changes}
+        result = replace(self, **changes)
+        if not figures:
+            return result
+        current = {f.name: getattr(self.measurement, f.name) for f in fields(Measurement)} if self.measurement else {}
+        flat = {k: v for k, v in current.items() if k in MOVED_IN_5}
+        flat.update(figures)
+        if not flat.get("samples_s") and flat.get("stats") is None:
+            return replace(result, points=())
+        return Result.from_flat(**{**{f.name: getattr(result, f.name) for f in fields(Result)}, "points": (), **flat})
+
+    @classmethod
     def from_json(cls, text: str) -> Result:
         try:
             data = json.loads(text)
@@ -313,7 +447,7 @@ class Result:
         return cls.from_dict(data)
 
 
-def _point_summary(point: Point, identity: tuple[str, ...]) -> str:
+def _point_summary(point: Measurement, identity: tuple[str, ...]) -> str:
     axis = "threads" if "thread_counts" in identity else "batch"
     label = f"{axis} {point.threads if axis == 'threads' else point.batch}"
     if point.status != "ok" or point.stats is None:
@@ -395,10 +529,42 @@ def migrate_run_v1(data: dict[str, Any]) -> dict[str, Any]:
     return migrated
 
 
-RESULT_MIGRATIONS = {1: migrate_result_v1, 2: _unchanged, 3: _unchanged}
-RUN_MIGRATIONS = {1: migrate_run_v1, 2: _unchanged, 3: _unchanged}
+# Schema 4's top-level figures of a latency cell, now its one Measurement's.
+MOVED_IN_5 = ("threads_in_use", "first_inference_s", "warmup_s", "samples_s", "stats", "throughput_ips", "gflops",
+              "accuracy")  # fmt: skip
+# and the cell-level verdict fields a latency cell's measurement shares with the cell
+SHARED_IN_5 = ("peak_rss_bytes", "verified", "max_error", "tolerance", "other_load", "warnings")
+
+
+def migrate_result_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema 4 line as schema 5: an ok latency-style cell's figures become its one measurement.
+
+    A train cell's top-level accuracy was its training record's final accuracy: it is dropped (read
+    through ``Result.accuracy``); a failed cell's empty figures are dropped.
+    """
+    migrated = {k: v for k, v in data.items() if k not in MOVED_IN_5}
+    training = data.get("training")
+    if isinstance(training, dict) and data.get("threads_in_use") is not None:
+        migrated["training"] = {**training, "threads_in_use": data["threads_in_use"]}
+    measured = data.get("status") == "ok" and not data.get("points") and data.get("training") is None
+    if measured and any(data.get(k) not in (None, []) for k in MOVED_IN_5):
+        point = {k: data[k] for k in (*MOVED_IN_5, *SHARED_IN_5) if data.get(k) is not None}
+        point.update(batch=data.get("batch", 1), threads=data.get("threads", 0), status="ok")
+        migrated["points"] = [point]
+    return migrated
+
+
+RESULT_MIGRATIONS = {1: migrate_result_v1, 2: _unchanged, 3: _unchanged, 4: migrate_result_v4}
+RUN_MIGRATIONS = {1: migrate_run_v1, 2: _unchanged, 3: _unchanged, 4: _unchanged}
 
 T = TypeVar("T")
+
+
+def parse_transformed(data: Any) -> Transformed:
+    """A transform record from JSON (an inputs manifest's); ``ValueError`` naming the field."""
+    if not isinstance(data, dict):
+        raise ValueError("a transform record must be a JSON object")
+    return _build(Transformed, data, "transform")
 
 
 @dataclass(frozen=True)
@@ -538,7 +704,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint in (Stats, Environment, Point, Machine, Epoch, Training):
+    if hint in (Stats, Environment, Measurement, Machine, Epoch, Training, Transformed):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return _build(hint, value, where)

@@ -13,7 +13,7 @@ import numpy as np
 from .backends.numpy_backend import reference_forward
 from .inputs import handed_reference
 from .models import ModelSpec
-from .weights import generate_weights, make_input
+from .weights import Weights, generate_weights, make_input
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,14 @@ def verification_input(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
     return make_input(spec, batch, np.random.default_rng([seed, 1_000_003]))
 
 
-def compute_reference(spec: ModelSpec, batch: int, seed: int) -> np.ndarray:
-    """The float64 reference for ``verification_input(spec, batch, seed)``, one image at a time.
+def compute_reference(spec: ModelSpec, batch: int, seed: int, weights: Weights | None = None) -> np.ndarray:
+    """The float64 reference for ``verification_input(spec, batch, seed)`` on the canonical weights (or on
+    ``weights``: trained, transformed), one image at a time.
 
     Image by image so that memory stays that of batch 1 (VGG-16's float64 im2col columns are 231 MB
     per image), and so that a batch's reference is exactly a prefix of a larger batch's.
     """
-    weights = generate_weights(spec, seed)
+    weights = generate_weights(spec, seed) if weights is None else weights
     x = verification_input(spec, batch, seed)
     out = np.concatenate([reference_forward(spec, weights, x[i : i + 1]) for i in range(batch)])
     out.setflags(write=False)

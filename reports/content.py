@@ -433,7 +433,8 @@ def _scenario_counts(results: tuple[Result, ...]) -> tuple[Fact, ...]:
     for scenario in scenario_order(by_scenario):
         group = by_scenario[scenario]
         text = f"{len(group)} cell{'s' if len(group) != 1 else ''}"
-        points = [p for r in group for p in r.points]
+        sweep = scenario in SCENARIOS and SCENARIOS[scenario].report is not None
+        points = [p for r in group for p in r.points] if sweep else []  # a latency cell's one is the cell
         if points:
             ok = sum(p.status == "ok" for p in points)
             text += f", {ok} of {len(points)} points ok"

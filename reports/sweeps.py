@@ -1,6 +1,6 @@
 """Sweep scenarios (a batch-size sweep, thread scaling): which figure to draw, and each point's figures.
 
-A sweep's result keeps one ``Point`` per batch size or thread count. The reports recompute every
+A sweep's result keeps one ``Measurement`` per batch size or thread count. The reports recompute every
 figure from each point's raw samples (the median of ``samples_s``), so the page never shows a
 number the file does not support; a point's stored summary (``stats.median``, and for thread
 scaling the stored ``speedup`` and ``efficiency``) is used only where its samples are missing.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from frameworks.result import Point, Result
+from frameworks.result import Measurement, Result
 from frameworks.scenarios import SCENARIOS, ReportSpec
 
 THREADS_FIELD = "thread_counts"  # a config field that makes a sweep a thread sweep
@@ -37,7 +37,7 @@ class SweepSpec:
 class PointFigures:
     """One point's figures: ``median_s`` is seconds per batch; None where the point has no timing."""
 
-    point: Point
+    point: Measurement
     x: int
     median_s: float | None
     from_samples: bool  # False: the point kept no usable samples, its stored summary was used
@@ -83,7 +83,7 @@ def fallback_spec(scenario: str, by_threads: bool) -> ReportSpec:
     )
 
 
-def x_of(point: Point, spec: ReportSpec) -> int:
+def x_of(point: Measurement, spec: ReportSpec) -> int:
     return point.threads if spec.x == "threads" else point.batch
 
 
@@ -93,7 +93,7 @@ def usable_samples(values: Iterable[float]) -> np.ndarray:
     return samples[np.isfinite(samples) & (samples > 0)]
 
 
-def point_median(point: Point) -> tuple[float | None, bool]:
+def point_median(point: Measurement) -> tuple[float | None, bool]:
     """(seconds per batch, from the samples?): the samples' median, else the stored median, else None."""
     if point.status != "ok":
         return None, False
@@ -110,7 +110,7 @@ def _positive(value: float | None) -> bool:
 
 def sweep_figures(result: Result, spec: ReportSpec) -> tuple[PointFigures, ...]:
     """Every point of ``result`` in x order (a repeated x keeps its last point), with its figures."""
-    by_x: dict[int, Point] = {}
+    by_x: dict[int, Measurement] = {}
     for point in result.points:
         by_x[x_of(point, spec)] = point
     points = [by_x[x] for x in sorted(by_x)]
@@ -140,7 +140,7 @@ class _Base:
     from_samples: bool
 
 
-def _scaling_base(points: list[Point], medians: list[tuple[float | None, bool]]) -> _Base | None:
+def _scaling_base(points: list[Measurement], medians: list[tuple[float | None, bool]]) -> _Base | None:
     """The ok point with the fewest threads that has a median: what every speedup is over."""
     timed = [(p, m) for p, m in zip(points, medians, strict=True) if m[0] is not None]
     if not timed:
@@ -151,7 +151,7 @@ def _scaling_base(points: list[Point], medians: list[tuple[float | None, bool]])
 
 
 def _scaling(
-    point: Point, median: float | None, from_samples: bool, base: _Base | None
+    point: Measurement, median: float | None, from_samples: bool, base: _Base | None
 ) -> tuple[float | None, float | None]:
     """(speedup, efficiency): from the samples of this point and the base; else the stored figures;
     else the ratio of the stored medians."""

@@ -27,11 +27,12 @@ from typing import Any, Protocol, TextIO
 from frameworks.backends.registry import FRAMEWORKS
 from frameworks.environment import THREAD_ENV, available_cpus, format_cpuset
 from frameworks.models import MODELS, ModelSpec, get_model
-from frameworks.options import UsageError, choose_scenarios, scenario_configs
+from frameworks.options import UsageError, choose_scenarios, scenario_configs, transform_points
 from frameworks.result import RESULTS_FILE, CellKey, Environment, Result, Status, cell_result, utc_now
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ScenarioConfig
 from frameworks.scenarios.config import DEFAULT_TIMEOUT_S, fields_of, flag
 from frameworks.trained import WeightsMismatch, extract_weights
+from frameworks.transforms import NO_POINT, NONE, TransformPoint
 
 from .catalog import REPO_ROOT, Variant
 from .engine import ENGINE_LOST, EngineLost
@@ -65,16 +66,20 @@ class Cell:
     scenario: str = DEFAULT_SCENARIO
     config: ScenarioConfig = field(default_factory=lambda: SCENARIOS[DEFAULT_SCENARIO].config())
     inputs: Inputs | None = None  # None: the cell computes its weights and reference itself
+    transform: TransformPoint = NO_POINT
+    transform_key: tuple[tuple[str, str], ...] = ()  # Transformed.key() of the weights the runner made for it
 
     def key(self, launcher: str, host: str = "") -> CellKey:
         """The key its result will have (``Result.key``) on the named host: what resume looks for."""
         v = self.variant
         return CellKey(self.scenario, v.name, launcher, host, v.framework, self.mode, self.model, v.device,
-                       self.config.identity())  # fmt: skip
+                       self.config.identity(), self.transform_key)  # fmt: skip
 
     @property
     def label(self) -> str:
         tail = "" if self.scenario == DEFAULT_SCENARIO else f" [{self.scenario}]"
+        if self.transform.name != NONE:
+            tail += f" [{self.transform.label()}]"
         return f"{self.variant.name} {self.mode} {self.model}{tail}"
 
 
@@ -134,6 +139,7 @@ class Settings:
     launcher: str  # the resolved launcher: docker or local
     scenarios: tuple[str, ...] = (DEFAULT_SCENARIO,)
     options: dict[str, str] = field(default_factory=dict)
+    transforms: dict[str, str] = field(default_factory=dict)  # --transforms and its options, as given
     cpus: str = ""
     memory: str = DEFAULT_MEMORY
     timeout: float = DEFAULT_TIMEOUT_S
@@ -142,6 +148,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.configs()  # bad options are a UsageError now, not in the middle of a run
+        self.points()
+
+    def points(self) -> list[TransformPoint]:
+        """The transform points every cell runs at (one cell each); ``none`` alone by default."""
+        return transform_points(self.transforms)
 
     def with_options(self, **values: object) -> Settings:
         """A copy with scenario options set, e.g. ``with_options(iterations=3, batches=(1, 4))``."""
@@ -175,7 +186,8 @@ class Settings:
         return [
             "--framework", cell.variant.framework, "--model", cell.model, "--mode", cell.mode,
             "--device", cell.variant.device, "--scenario", cell.scenario, *cell.config.to_args(),
-            "--threads", str(self.threads), "--seed", str(self.seed), *inputs, "--output", "-",
+            *cell.transform.to_args(), "--threads", str(self.threads), "--seed", str(self.seed), *inputs,
+            "--output", "-",
         ]  # fmt: skip
 
     def spelled_options(self) -> dict[str, str]:
@@ -197,6 +209,8 @@ class Settings:
         args += ["--scenarios", *self.scenarios]
         for name, value in self.spelled_options().items():
             args += [flag(name), *value.split()]
+        for name, value in self.transforms.items():
+            args += [flag(name), *value.split()]
         args += ["--launcher", self.launcher, "--cpus", self.cpus, "--memory", self.memory]
         args += ["--timeout", _num(self.timeout), "--out", self.out]
         return shlex.join(args)
@@ -210,6 +224,8 @@ class Settings:
             "scenarios": " ".join(self.scenarios),
             **self.spelled_options(),
             "options_given": " ".join(sorted(self.options)),
+            **self.transforms,
+            "transform_options": " ".join(self.transforms),
             "cpus": self.cpus,
             "threads": str(self.threads),
             "memory": memory,
@@ -237,12 +253,14 @@ class Settings:
             unknown = sorted(set(options) - names)
             if unknown:
                 raise ValueError(f"options {', '.join(unknown)} belong to no scenario")
+            transforms = {n: data[n] for n in data.get("transform_options", "").split()}
             return cls(
                 variants=tuple(data["variants"].split()),
                 models=tuple(data["models"].split()),
                 launcher=data["launcher"],
                 scenarios=scenarios,
                 options=options,
+                transforms=transforms,
                 cpus=data["cpus"],
                 memory=data.get("memory_requested", DEFAULT_MEMORY),
                 timeout=float(data["timeout"]),
@@ -289,6 +307,7 @@ def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
     page cache), each model, each mode; each cell's config resolved for its model and the cpuset."""
     variants = list(variants)
     cells = []
+    points = settings.points()
     for scenario, config in settings.configs().items():
         for v in variants:
             for model in settings.models:
@@ -296,14 +315,17 @@ def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
                 if resolved.network(MODELS[model]) is None:
                     continue  # a model the scenario does not run (the train scenario: all but LeNet-5)
                 modes = resolved.modes(FRAMEWORKS[v.framework])  # the train scenario: the modes it trains in
-                cells += [Cell(v, mode, model, scenario, resolved) for mode in v.modes if mode in modes]
+                for point in (p for p in points if resolved.runs_transform(p.name)):
+                    cells += [Cell(v, mode, model, scenario, resolved, transform=point)
+                              for mode in v.modes if mode in modes]  # fmt: skip
     return cells
 
 
 def cell_network(cell: Cell) -> ModelSpec:
     """The network the cell runs (its parameters and FLOPs): the model's, or its scenario's form of it."""
     spec = MODELS[cell.model]
-    return cell.config.network(spec) or spec
+    network = cell.config.network(spec) or spec
+    return cell.transform.transform.network(network, cell.transform.config)
 
 
 # --- results the runner makes itself (failed or skipped without a result from predict) ---------
@@ -470,11 +492,11 @@ def format_duration(seconds: float) -> str:
 def outcome(result: Result) -> str:
     """The progress line's verdict: '0.6 ms (ok)', 'failed: out of memory (limit 8g)'."""
     verdict = "ok" if result.verified else "ok, NOT VERIFIED"
+    if result.status == "ok" and result.stats is not None:
+        return f"{result.stats.median * 1e3:.3g} ms ({verdict})"
     if result.status == "ok" and result.points:
         measured = sum(p.status == "ok" for p in result.points)
         return f"{measured}/{len(result.points)} points ({verdict})"
-    if result.status == "ok" and result.stats is not None:
-        return f"{result.stats.median * 1e3:.3g} ms ({verdict})"
     if result.status == "ok" and result.training is not None:
         return f"{result.training.summary()} ({verdict})"
     return f"{result.status}: {result.error}"
@@ -646,12 +668,12 @@ def prepare_inputs(cells: Iterable[Cell], seed: int, log: Log, timeout: float = 
     their own, as predict does by hand.
     """
     largest: dict[str, int] = {}
-    for cell in cells:
+    for cell in (c for c in cells if c.transform.name == NONE):  # a transform's cells have inputs of their own
         largest[cell.model] = max(largest.get(cell.model, 1), cell.config.largest_batch())
     made: dict[str, Inputs] = {}
     for model, batch in largest.items():
         start = time.monotonic()
-        inputs, problem = _make_inputs(model, batch, seed, timeout)
+        inputs, problem, _ = _make_inputs(model, batch, seed, timeout)
         if inputs is None:
             log(f"inputs: {model}: not made ({problem}); its cells compute their own")
             continue
@@ -660,20 +682,52 @@ def prepare_inputs(cells: Iterable[Cell], seed: int, log: Log, timeout: float = 
     return made
 
 
-def _make_inputs(model: str, batch: int, seed: int, timeout: float) -> tuple[Inputs | None, str]:
+def with_inputs(cells: list[Cell], made: dict[str, Inputs]) -> list[Cell]:
+    """The cells with the canonical inputs of their model (a transform's cells keep their own)."""
+    return [c if c.transform.name != NONE else replace(c, inputs=made.get(c.model)) for c in cells]
+
+
+def prepare_transforms(cells: list[Cell], seed: int, log: Log, timeout: float = 1800) -> list[Cell]:
+    """The weights each transform point makes for each model, once per run (and cached between runs), with
+    their reference; each cell gets them and the key they give it (the weights' sha256 is part of the key,
+    so this comes before resume looks for what is done). Weights that cannot be made leave the cells to make
+    their own, said in the log: such a cell's key is known only once it has run.
+    """
+    largest: dict[tuple[str, TransformPoint], int] = {}
+    for cell in (c for c in cells if c.transform.name != NONE):
+        pair = (cell.model, cell.transform)
+        largest[pair] = max(largest.get(pair, 1), cell.config.largest_batch())
+    made: dict[tuple[str, TransformPoint], tuple[Inputs, tuple[tuple[str, str], ...]]] = {}
+    for (model, point), batch in largest.items():
+        start = time.monotonic()
+        inputs, problem, key = _make_inputs(model, batch, seed, timeout, point)
+        if inputs is None:
+            log(f"inputs: {model} {point.label()}: not made ({problem}); its cells make their own")
+            continue
+        made[(model, point)] = (inputs, key)
+        log(f"inputs: {model} {point.label()} (up to batch {batch}) ready in {time.monotonic() - start:.1f} s")
+    return [replace(c, inputs=made[(c.model, c.transform)][0], transform_key=made[(c.model, c.transform)][1])
+            if (c.model, c.transform) in made else c for c in cells]  # fmt: skip
+
+
+def _make_inputs(
+    model: str, batch: int, seed: int, timeout: float, point: TransformPoint = NO_POINT
+) -> tuple[Inputs | None, str, tuple[tuple[str, str], ...]]:
     args = ["--root", str(inputs_root()), "--model", model, "--seed", str(seed), "--batch", str(batch)]
+    args += point.to_args()
     try:
         proc = subprocess.run([sys.executable, "-m", "frameworks.inputs", *args], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
-        return None, f"took more than {timeout:.0f} s"
+        return None, f"took more than {timeout:.0f} s", ()
     if proc.returncode != 0:
-        return None, error_line(proc.stderr) or describe_exit(proc.returncode)
+        return None, error_line(proc.stderr) or describe_exit(proc.returncode), ()
     try:
         answer = json.loads(proc.stdout.strip().splitlines()[-1])
-        return Inputs(Path(answer["directory"]).name, str(answer["sha256"])), ""
+        key = tuple((str(name), str(value)) for name, value in answer.get("transform_key", []))
+        return Inputs(Path(answer["directory"]).name, str(answer["sha256"])), "", key
     except (ValueError, IndexError, KeyError, TypeError):
-        return None, f"printed {proc.stdout.strip()[:80]!r}"
+        return None, f"printed {proc.stdout.strip()[:80]!r}", ()
 
 
 # --- the host's matmul peak ----------------------------------------------------------------------

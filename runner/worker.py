@@ -35,6 +35,7 @@ from .matrix import (
     measure_host_peak,
     prepare_inputs,
     runner_result,
+    with_inputs,
 )
 from .rundir import append_result, write_run_info
 
@@ -109,7 +110,7 @@ def _work(job: HostJob, stop: threading.Event | None) -> None:
     made = {}
     if job.local_files:  # a host on another machine cannot mount this one's inputs: its cells make their own
         made = prepare_inputs([c for c in todo if c.variant.name in prepared.ids], job.settings.seed, job.log)
-    cells = [replace(c, inputs=made.get(c.model)) for c in job.cells]
+    cells = with_inputs(job.cells, made) if job.local_files else [replace(c, inputs=None) for c in job.cells]
     info = start_info(job, launcher, prepared)
     write_run_info(job.run_dir, info)
     matrix = MatrixRun(cells, launcher, job.settings, job.run_dir, prepared, host=info.host, done=set(job.done),

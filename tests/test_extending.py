@@ -50,7 +50,7 @@ class ColdConfig(ScenarioConfig):
 def measure(request, spec, config, base):
     from frameworks.backends.registry import BuildOptions
     from frameworks.harness import open_backend
-    from frameworks.result import Point
+    from frameworks.result import Measurement
     from frameworks.stats import summarize
     from frameworks.verify import compare, reference_output, verification_input
     from frameworks.weights import canonical_weights
@@ -64,7 +64,7 @@ def measure(request, spec, config, base):
         out = built.forward(verification_input(spec, batch, request.seed))
         seconds = time.perf_counter() - start
         check = compare(out, reference_output(spec, batch, request.seed), spec.tolerance)
-        points.append(Point(batch, request.threads, "ok", samples_s=(seconds,), stats=summarize([seconds]),
+        points.append(Measurement(batch, request.threads, "ok", samples_s=(seconds,), stats=summarize([seconds]),
                             throughput_ips=batch / seconds, verified=check.verified, max_error=check.max_error))
     return replace(base, status="ok", points=tuple(points), verified=all(p.verified for p in points))
 

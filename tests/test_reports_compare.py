@@ -191,12 +191,12 @@ def test_sweep_results_are_never_compared() -> None:
     sweeps = [r for r in run.results if r.scenario != "latency"]
     assert sweeps and all(r.points for r in sweeps)
     assert find_comparisons(sweeps) == ([], [])
-    with_samples = [replace(r, samples_s=r.points[0].samples_s) for r in sweeps]  # even with top-level samples
+    with_samples = [r.with_flat(samples_s=r.points[0].samples_s) for r in sweeps]  # even with top-level samples
     assert find_comparisons(with_samples) == ([], [])
     everything, _ = find_comparisons(run.results)
     assert all(c.baseline.scenario == c.candidate.scenario == "latency" for c in everything)
 
 
 def test_too_few_samples_are_not_compared() -> None:
-    results = [replace(r, samples_s=r.samples_s[:1]) for r in _results()]
+    results = [r.with_flat(samples_s=r.samples_s[:1]) for r in _results()]
     assert find_comparisons(results) == ([], [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,7 +145,7 @@ def test_only_garbage_still_renders(tmp_path: Path) -> None:
 
 def test_results_without_samples_fall_back_to_stats(tmp_path: Path) -> None:
     result = Result.from_json(_ok_line())
-    stripped = replace(result, samples_s=())
+    stripped = result.with_flat(samples_s=())
     (tmp_path / "results.jsonl").write_text(stripped.to_json() + "\n", encoding="utf-8")
     report = build_report(load_run(tmp_path))
     figs = report.cells[0].figures

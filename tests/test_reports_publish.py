@@ -186,7 +186,7 @@ def _later(iso: str, by: timedelta) -> str:
 def _slowed(lines: list[str], variant: str, factor: float) -> list[str]:
     results = [Result.from_json(line) for line in lines]
     return [
-        replace(r, samples_s=tuple(v * factor for v in r.samples_s)).to_json() if r.variant == variant else r.to_json()
+        r.with_flat(samples_s=tuple(v * factor for v in r.samples_s)).to_json() if r.variant == variant else r.to_json()
         for r in results
     ]
 

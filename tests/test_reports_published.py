@@ -8,7 +8,6 @@ an unavailable variant's row shows the attempt's error; and that both renderers 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,12 +30,12 @@ def ours(variant: str, mode: str, model: str, seconds: float) -> Result:
     base = cell(random.Random(0), "cpu-numpy-openblas", "im2col", model, when=WHEN, cpu_model="Fixture CPU")
     values = (seconds,) * 5
     catalog_variant = load_catalog().variants[variant]
-    return replace(base, variant=variant, mode=mode, framework=catalog_variant.framework, samples_s=values,
+    return base.with_flat(variant=variant, mode=mode, framework=catalog_variant.framework, samples_s=values,
                    warmup_s=values[:1], stats=summarize(values), build={})  # fmt: skip
 
 
 def skipped(variant: str, mode: str, model: str, reason: str) -> Result:
-    return replace(ours(variant, mode, model, 1.0), status="skipped", error=reason, samples_s=(), stats=None)
+    return (ours(variant, mode, model, 1.0)).with_flat(status="skipped", error=reason, samples_s=(), stats=None)
 
 
 def raw() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from frameworks.result import Point, Result, Stats
+from frameworks.result import Measurement, Result, Stats
 from frameworks.scenarios import SCENARIOS, ReportSpec, Scenario
 from frameworks.scenarios.throughput import ThroughputConfig
 from reports import charts
@@ -33,12 +33,12 @@ def stats(median: float) -> Stats:
     return Stats(3, median, 0.0, median, median, median, None, None, median, median, 0.95)
 
 
-def point(batch: int, threads: int, samples: tuple[float, ...], **changes: object) -> Point:
-    base = Point(batch, threads, "ok", samples_s=samples, stats=stats(99.0), verified=True, max_error=1e-7)
+def point(batch: int, threads: int, samples: tuple[float, ...], **changes: object) -> Measurement:
+    base = Measurement(batch, threads, "ok", samples_s=samples, stats=stats(99.0), verified=True, max_error=1e-7)
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def sweep(scenario: str, *points: Point, **changes: object) -> Result:
+def sweep(scenario: str, *points: Measurement, **changes: object) -> Result:
     result = Result(
         framework="numpy",
         mode="im2col",
@@ -100,7 +100,7 @@ def test_speedup_and_efficiency_come_from_the_samples() -> None:
 def test_speedup_is_over_the_fewest_threads_that_were_measured() -> None:
     result = sweep(
         "threads",
-        Point(1, 1, "failed", error="out of memory"),
+        Measurement(1, 1, "failed", error="out of memory"),
         point(1, 2, (0.03,)),
         point(1, 4, (0.02,)),
     )
@@ -129,8 +129,8 @@ def test_failed_unverified_and_misreported_points_are_shown_as_such() -> None:
         "threads",
         point(1, 1, (0.04,)),
         point(1, 2, (0.03,), verified=False, max_error=0.02, threads_in_use=1),
-        Point(1, 4, "failed", error="timed out after 900 s"),
-        Point(1, 8, "skipped", error="no 8 CPUs here"),
+        Measurement(1, 4, "failed", error="timed out after 900 s"),
+        Measurement(1, 8, "skipped", error="no 8 CPUs here"),
     )
     section = _section(result)
     cells = section.models[0].rows[0].cells
@@ -235,7 +235,7 @@ def test_latency_views_ignore_sweep_results() -> None:
     sweeps = [r for r in run.results if r.scenario != "latency"]
     assert len(sweeps) == 16
     # Tempt every latency view: give the sweeps top-level samples as if they were latency cells.
-    tempting = tuple(replace(r, samples_s=r.points[0].samples_s, stats=r.points[0].stats) for r in sweeps)
+    tempting = tuple(r.with_flat(samples_s=r.points[0].samples_s, stats=r.points[0].stats) for r in sweeps)
     latency_only = build_report(replace(run, results=tuple(r for r in run.results if r.scenario == "latency")))
     mixed = build_report(replace(run, results=(*run.results, *tempting)))
     assert all(v.result.scenario == "latency" for v in mixed.cells)
@@ -265,7 +265,7 @@ def test_a_run_of_sweeps_only_renders(tmp_path: Path) -> None:
 def _tempting(run: Run) -> Run:
     """The run plus copies of its sweep cells (the golden run's) given top-level samples, as if latency."""
     sweeps = [r for r in _golden().results if r.scenario != "latency"]
-    extra = tuple(replace(r, samples_s=r.points[0].samples_s, stats=r.points[0].stats) for r in sweeps)
+    extra = tuple(r.with_flat(samples_s=r.points[0].samples_s, stats=r.points[0].stats) for r in sweeps)
     return replace(run, results=(*run.results, *extra))
 
 

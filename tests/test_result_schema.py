@@ -15,7 +15,7 @@ def _result(**overrides) -> Result:
                 samples_s=(0.1, 0.2, 0.3), stats=summarize([0.1, 0.2, 0.3]), environment=environment(),
                 build={"blas": "openblas"}, warnings=("w",))  # fmt: skip
     base.update(overrides)
-    return Result(**base)
+    return Result.from_flat(**base)
 
 
 def test_round_trip_is_lossless():
@@ -36,8 +36,9 @@ def test_summary_line_in_the_seed_format():
         (lambda d: d.update(schema_version=99), "unsupported schema_version 99"),
         (lambda d: d.update(status="great"), "result.status"),
         (lambda d: d.update(batch="1"), "result.batch: must be an integer"),
-        (lambda d: d.update(samples_s=[0.1, "x"]), r"result.samples_s\[1\]: must be a number"),
-        (lambda d: d["stats"].pop("median"), "missing 1 required"),
+        (lambda d: d["points"][0].update(samples_s=[0.1, "x"]), r"result.points\[0\].samples_s\[1\]: must be a number"),
+        (lambda d: d["points"][0]["stats"].pop("median"), "missing 1 required"),
+        (lambda d: d.update(samples_s=[0.1]), "unknown field"),  # schema 4's place for them
         (lambda d: d.update(extra=1), "unknown field"),
         (lambda d: d.pop("framework"), "framework"),
     ],
@@ -108,9 +109,9 @@ V1_LINE = json.dumps({
 
 def test_schema_1_lines_load_as_the_latency_scenario():
     result = Result.from_json(V1_LINE)
-    assert result.schema_version == SCHEMA_VERSION == 4
+    assert result.schema_version == SCHEMA_VERSION == 5
     assert result.scenario == "latency" and result.config == {"batch": "1"} and result.identity == ("batch",)
-    assert result.launcher == "docker" and not result.points
+    assert result.launcher == "docker" and result.points == (result.measurement,)
     assert result.build["in_effect"] == "oneDNN"  # derived from the facts schema 1 did state
     assert result.samples_s == (0.001, 0.0011, 0.0012)
     assert result.key() == Result.from_json(Result.from_json(V1_LINE).to_json()).key()
@@ -157,9 +158,9 @@ def test_the_key_is_the_cells_identity():
 
 
 def test_points_round_trip_and_are_validated():
-    from frameworks.result import Point
+    from frameworks.result import Measurement
 
-    point = Point(4, 2, "ok", samples_s=(0.1, 0.2), stats=summarize([0.1, 0.2]), speedup=1.5, efficiency=0.75)
+    point = Measurement(4, 2, "ok", samples_s=(0.1, 0.2), stats=summarize([0.1, 0.2]), speedup=1.5, efficiency=0.75)
     r = _result(scenario="throughput", config={"batches": "4"}, identity=("batches",), points=(point,))
     assert Result.from_json(r.to_json()) == r
     data = json.loads(r.to_json())

@@ -22,6 +22,7 @@ from runner.local_launcher import LocalLauncher, ensure_venv, unsupported, venv_
 from runner.matrix import Cell, Settings, plan
 from runner.rundir import load_results, read_run_info
 from tests.conftest import REPO_ROOT, run_runner
+from tests.fixtures.make_report_fixtures import schema4_dict
 
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
@@ -216,7 +217,7 @@ def test_a_run_from_before_the_scenario_axis_resumes(openblas_python: Path, tmp_
     settings["backend"] = settings.pop("launcher")
     info.update(schema_version=1, backend=info.pop("launcher"), settings={**settings, "models": "lenet5 mobilenet_v1"})
     (run_dir / "run.json").write_text(json.dumps(info))
-    line = json.loads((run_dir / "results.jsonl").read_text())
+    line = schema4_dict(json.loads((run_dir / "results.jsonl").read_text()))
     for key in ("scenario", "config", "identity", "points", "threads_in_use"):
         line.pop(key)
     line.update(schema_version=1, backend=line.pop("launcher"))

@@ -105,7 +105,7 @@ def _ok(cell: Cell) -> Result:
     """What predict would write for the cell (its scenario, config and identity included), measured."""
     stats = Stats(3, 1e-3, 1e-5, 1e-3, 1e-3, 1e-3, None, None, 1e-3, 1e-3, 0.95)
     made = runner_result(cell, SETTINGS, "ok", "")
-    return replace(made, error=None, variant=None, launcher=None, stats=stats, verified=True)
+    return made.with_flat(error=None, variant=None, launcher=None, stats=stats, verified=True)
 
 
 def test_interpret_takes_the_result_line() -> None:

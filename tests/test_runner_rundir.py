@@ -28,7 +28,15 @@ from tests.conftest import REPO_ROOT
 
 
 def result(i: int, samples: int = 3) -> Result:
-    return Result("numpy", "im2col", "lenet5", "cpu", "ok", variant=f"cpu-v{i}", samples_s=(1e-3,) * samples)
+    return Result.from_flat(
+        framework="numpy",
+        mode="im2col",
+        model="lenet5",
+        device="cpu",
+        status="ok",
+        variant=f"cpu-v{i}",
+        samples_s=(1e-3,) * samples,
+    )
 
 
 def test_append_and_load_round_trip(tmp_path: Path) -> None:
@@ -80,7 +88,8 @@ run_dir = Path(sys.argv[1])
 i = 0
 while True:
     samples = (1e-3 + i * 1e-9,) * (20 + (i * 7919) % 4000)  # lines from ~0.5 to ~60 kB
-    append_result(run_dir, Result("numpy", "im2col", "lenet5", "cpu", "ok", variant=f"v{i}", samples_s=samples))
+    append_result(run_dir, Result.from_flat(framework="numpy", mode="im2col", model="lenet5", device="cpu", status="ok",
+                                            variant=f"v{i}", samples_s=samples))
     i += 1
 """
 

@@ -85,13 +85,13 @@ def test_an_option_no_chosen_scenario_takes_is_a_usage_error() -> None:
 
 
 def test_with_scaling_is_relative_to_the_fewest_threads() -> None:
-    from frameworks.result import Point
+    from frameworks.result import Measurement
     from frameworks.stats import summarize
 
-    def point(threads: int, median: float) -> Point:
-        return Point(1, threads, "ok", samples_s=(median,) * 3, stats=summarize([median] * 3))
+    def point(threads: int, median: float) -> Measurement:
+        return Measurement(1, threads, "ok", samples_s=(median,) * 3, stats=summarize([median] * 3))
 
-    scaled = with_scaling([point(2, 0.6), point(4, 0.4), Point(1, 8, "failed", error="boom")])
+    scaled = with_scaling([point(2, 0.6), point(4, 0.4), Measurement(1, 8, "failed", error="boom")])
     assert scaled[0].speedup == pytest.approx(1.0) and scaled[0].efficiency == pytest.approx(1.0)
     assert scaled[1].speedup == pytest.approx(1.5) and scaled[1].efficiency == pytest.approx(0.75)
     assert scaled[2].speedup is None and scaled[2].status == "failed"
@@ -108,7 +108,7 @@ def _one_result(proc: subprocess.CompletedProcess[str]) -> Result:
 
 def test_latency_is_todays_protocol_with_its_config_and_key() -> None:
     result = _one_result(run_predict(PY, *QUICK))
-    assert result.scenario == "latency" and not result.points
+    assert result.scenario == "latency" and result.points == (result.measurement,)  # one measurement, one shape
     assert result.config == {"batch": "1", "iterations": "5", "warmup": "1", "min_time": "0", "weights": "canonical"}
     assert result.key().identity == (("batch", "1"),)  # canonical weights keep the identity latency always had
     assert len(result.samples_s) == 5 and result.build.get("in_effect") == "OpenBLAS"

@@ -53,6 +53,10 @@ class BuildOptions:
     device: str = "cpu"
     threads: int = 1
     batch: int = 1
+    # a build-level transform (``frameworks.transforms``) and its settings, for backends that declare it in
+    # ``FrameworkInfo.transforms``; "none" for every other build (weights-level transforms arrive as weights)
+    transform: str = "none"
+    transform_config: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,9 @@ class FrameworkInfo:
     mode_pairs: tuple[tuple[str, str], ...] = ()
     # the modes the train scenario trains in, with the framework's own training machinery; empty: none
     train_modes: tuple[str, ...] = ()
+    # the build-level transforms (``frameworks.transforms``) its ``build`` applies; weights-level ones
+    # (pruning) need nothing from a backend, since every backend builds from the weights it is given
+    transforms: tuple[str, ...] = ()
     module: str = ""  # the backend module, set by discovery
 
     def __post_init__(self) -> None:
@@ -146,6 +153,10 @@ class FrameworkInfo:
         untrained = [m for m in self.train_modes if m not in self.modes]
         if untrained:
             raise ValueError(f"framework {self.name}: train_modes name modes it does not have: {untrained}")
+
+    def supports(self, transform: str, level: str) -> bool:
+        """Whether cells of this transform can run here: every weights-level one, the build-level ones declared."""
+        return level == "weights" or transform in self.transforms
 
     def check(self, options: BuildOptions | TrainOptions) -> None:
         """Refuse a mode or device this framework does not have, naming the valid ones.

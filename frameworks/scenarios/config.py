@@ -86,6 +86,11 @@ class ScenarioConfig:
         """The framework's modes this scenario measures (the train scenario: those it trains in)."""
         return info.modes
 
+    def runs_transform(self, name: str) -> bool:
+        """Whether the scenario runs cells of this transform (``frameworks.transforms``); no cell is planned
+        where it does not."""
+        return True
+
     def datasets(self) -> tuple[str, ...]:
         """The datasets a cell reads: predict checks them before it runs (one missing is exit 2)."""
         return ()

@@ -12,7 +12,7 @@ loop; a model without trained weights runs its canonical ones (the config says s
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from . import Scenario, register_scenario
 from .config import ScenarioConfig, flag, option
@@ -68,53 +68,14 @@ class LatencyConfig(ScenarioConfig):
 
 
 def measure(request: CellRequest, spec: ModelSpec, config: ScenarioConfig, base: Result) -> Result:
-    from ..environment import peak_rss_bytes
-    from ..harness import measure_forward, open_backend
-    from ..result import utc_now
+    from ..harness import cell_inputs, measure_forward, measured_result, open_backend
 
     assert isinstance(config, LatencyConfig)
     backend, base = open_backend(request, base)
     if backend is None:
         return base
-    if config.weights == TRAINED:
-        m = measure_forward(backend, spec, request, config.batch, config, *trained_inputs(spec, config, request))
-    else:
-        m = measure_forward(backend, spec, request, config.batch, config)
-    return replace(
-        base,
-        status="ok",
-        build={**base.build, **m.facts},
-        threads_in_use=m.threads_in_use,
-        first_inference_s=m.first_inference_s,
-        warmup_s=m.warmup_s,
-        samples_s=m.samples_s,
-        stats=m.stats,
-        throughput_ips=config.batch / m.stats.median,
-        gflops=spec.flops * config.batch / m.stats.median / 1e9,
-        peak_rss_bytes=peak_rss_bytes(),
-        verified=m.verified,
-        max_error=m.max_error,
-        tolerance=m.tolerance,
-        other_load=m.other_load,
-        warnings=m.warnings,
-        accuracy=m.accuracy,
-        finished_at=utc_now(),
-    )
-
-
-def trained_inputs(spec: ModelSpec, config: LatencyConfig, request: CellRequest) -> tuple[Any, Any, Any]:
-    """The trained weights, the float64 reference of the verification input on them, and the accuracy
-    measurement (the built forward over the test images, at the cell's batch size)."""
-    from ..backends.numpy_backend import reference_forward
-    from ..datasets import test_split
-    from ..trained import trained_weights
-    from ..training import accuracy
-    from ..verify import verification_input
-
-    weights = trained_weights(spec)
-    reference = reference_forward(spec, weights, verification_input(spec, config.batch, request.seed))
-    test = test_split()
-    return weights, reference, lambda forward: accuracy(forward, test, config.batch)
+    inputs = cell_inputs(request, spec, config.batch, trained=config.weights == TRAINED)
+    return measured_result(base, measure_forward(backend, spec, request, config.batch, config, inputs))
 
 
 SCENARIO = register_scenario(

@@ -17,7 +17,7 @@ from .config import DEFAULT_TIMEOUT_S, ScenarioConfig, option, positive_unique
 if TYPE_CHECKING:
     from ..harness import CellRequest
     from ..models import ModelSpec
-    from ..result import Point, Result
+    from ..result import Measurement, Result
 
 EVERY_COUNT_UP_TO = 8  # beyond 8 CPUs the default sweep doubles (1 2 4 8 16 ... and the CPU count)
 
@@ -62,7 +62,7 @@ class ThreadsConfig(ScenarioConfig):
         return len(self.thread_counts) or EVERY_COUNT_UP_TO
 
 
-def with_scaling(points: list[Point]) -> list[Point]:
+def with_scaling(points: list[Measurement]) -> list[Measurement]:
     """Speedup over the fewest threads measured (one, by default) and efficiency, per ok point."""
     ok = [p for p in points if p.status == "ok" and p.stats is not None]
     if not ok:

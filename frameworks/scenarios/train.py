@@ -76,6 +76,11 @@ class TrainConfig(ScenarioConfig):
     def modes(self, info: FrameworkInfo) -> tuple[str, ...]:
         return info.train_modes
 
+    def runs_transform(self, name: str) -> bool:
+        from ..transforms import NONE
+
+        return name == NONE  # training starts from the canonical weights; a pruned start would need masks kept
+
     def datasets(self) -> tuple[str, ...]:
         return (DATASET,)
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from frameworks.models import MODELS
-from frameworks.options import UsageError, add_scenario_options, choose_scenarios, given_options
+from frameworks.options import (
+    UsageError,
+    add_scenario_options,
+    add_transform_options,
+    choose_scenarios,
+    given_options,
+    given_transform_options,
+)
 from frameworks.result import RESULTS_FILE, RUN_FILE, Result, RunInfo, utc_now
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from frameworks.scenarios.config import DEFAULT_TIMEOUT_S
@@ -38,6 +45,8 @@ from ..matrix import (
     memory_bytes,
     plan,
     prepare_inputs,
+    prepare_transforms,
+    with_inputs,
 )
 from ..rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, write_run_info
 from ..worker import RECONNECT_ATTEMPTS, RECONNECT_DELAY_S, HostJob, start_info, work
@@ -76,6 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "or stopped answering mid-run, before its cells are recorded as failed "
                    f"(default {RECONNECT_DELAY_S:g})")  # fmt: skip
     add_scenario_options(p, for_runner=True)
+    add_transform_options(p)
 
 
 def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str, check_cpus: bool = True) -> Settings:
@@ -101,6 +111,7 @@ def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str, chec
         launcher=launcher,
         scenarios=tuple(scenarios),
         options=given_options(args),
+        transforms=given_transform_options(args),
         cpus=cpus,
         memory=memory,
         timeout=timeout,
@@ -115,6 +126,7 @@ def resumed_settings(args: argparse.Namespace, run_dir: Path, several: bool = Fa
     except ValueError as exc:
         raise RunDirError(f"{run_dir / 'run.json'}: {exc}") from None
     given = [n for n in RUN_FLAGS if getattr(args, n) is not None] + sorted(given_options(args))
+    given += list(given_transform_options(args))
     if given:
         flags = ", ".join("--" + g.replace("_", "-") for g in given)
         log(f"resume: ignoring {flags}: a resumed run keeps its settings")
@@ -170,7 +182,7 @@ def run_here(args: argparse.Namespace, settings: Settings, variants: list[Varian
     launcher = choose_launcher(wanted, args.base_image)
     settings = replace(settings, launcher=launcher.name)
     log(f"launcher: {launcher.describe()}")
-    cells = plan(variants, settings)
+    cells = prepare_transforms(plan(variants, settings), settings.seed, log)
     previous: list[Result] = _load_for_resume(args.resume) if args.resume else []
     done = finished_keys(previous)
     todo = [c for c in cells if c.key(settings.launcher) not in done]
@@ -186,7 +198,7 @@ def run_here(args: argparse.Namespace, settings: Settings, variants: list[Varian
             run_dir.rmdir()  # a new run that never started leaves no empty directory behind
         raise
     made = prepare_inputs([c for c in todo if c.variant.name in prepared.ids], settings.seed, log)
-    cells = [replace(c, inputs=made.get(c.model)) for c in cells]
+    cells = with_inputs(cells, made)
     job = HostJob(Host(LOCAL, "unix:///var/run/docker.sock"), run_dir, run_dir.name, settings, cells, done, info,
                   connect=lambda: launcher, log=log, no_peak=args.no_peak,
                   reconnect_wait_s=args.reconnect_wait)  # fmt: skip
@@ -307,7 +319,7 @@ def _host_job(
         else:
             cpus = host.cpus or args.cpus or f"0-{int(launcher.client.info()['NCPU']) - 1}"
             mine = replace(settings, cpus=cpus, memory=host.memory or settings.memory)
-        return mine, plan(variants, mine)
+        return mine, prepare_transforms(plan(variants, mine), mine.seed, say)
 
     def ready(launcher: Any, say: Any) -> None:
         """Before building there: the base images, from this machine's engine when the host has none."""
