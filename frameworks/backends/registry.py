@@ -45,6 +45,10 @@ THREADS_FIXED = "threads_fixed"
 # float32 tolerance is that precision's doing: the cell is unverified, and this fact says why.
 PRECISION = "inference_precision"
 FLOAT32 = "f32"
+# The build-fact key a sparse mode fills, read back from inside the framework after the first inference: the
+# layers a sparse kernel ran ("fc1 fc2 fc3: torch.sparse CSR addmm"), or "none" with why. A mode whose framework
+# says no sparse kernel ran is never reported as a sparse result: its cell is skipped with that reason.
+SPARSE_KERNELS = "sparse_kernels"
 
 
 @dataclass(frozen=True)
