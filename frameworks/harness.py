@@ -33,7 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.registry import FLOAT32, PRECISION, Backend, BuildOptions, check_mode, get_framework, load_backend
+from .backends.registry import (
+    FLOAT32,
+    PRECISION,
+    SPARSE_KERNELS,
+    Backend,
+    BuildOptions,
+    check_mode,
+    get_framework,
+    load_backend,
+)
 from .environment import LOAD_WARNING_CPUS, THREAD_ENV, LoadMeter, environment, peak_rss_bytes
 from .inputs import handed
 from .models import ModelSpec, get_model
@@ -99,6 +108,10 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
     transform = request.transform.transform
     if not config.runs_transform(transform.name):
         raise KeyError(f"the {scenario.name} scenario does not run the {transform.name} transform")
+    if not info.runs_mode(request.mode, transform.name):
+        needs = dict(info.transform_modes)[request.mode]
+        raise KeyError(f"the {request.framework} {request.mode} mode runs on the {needs} transform's weights: "
+                       f"give --transforms {needs}")  # fmt: skip
     spec = transform.network(network, request.transform.config)
     base = base_result(request, spec, scenario, config)
     if not info.supports(transform.name, transform.level):
@@ -296,9 +309,18 @@ def measure_forward(
     return Measured(measurement, facts, inputs.transformed)
 
 
+def request_mode(base: Result) -> str:
+    return f"{base.framework} {base.mode}"
+
+
 def measured_result(base: Result, measured: Measured) -> Result:
     """A one-measurement cell's result (latency): the measurement, and the cell's verdict, which is its."""
     m = measured.measurement
+    sparse = measured.facts.get(SPARSE_KERNELS)
+    if sparse is not None and sparse.startswith("none"):  # never a dense timing labelled sparse
+        why = f"no sparse kernel ran ({request_mode(base)}): {sparse}"
+        return replace(base, status="skipped", build={**base.build, **measured.facts}, transform=measured.transformed,
+                       error=why, finished_at=utc_now())  # fmt: skip
     return replace(
         base,
         status="ok",

@@ -169,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
         peak = matmul_peak_gflops()
     failed = False
-    for (framework, model, mode), point in ((cell, point) for cell in cells for point in points):
+    pairs = [(cell, point) for cell in cells for point in points]
+    if args.all:  # every mode a transform runs (a sparse mode: on pruned weights only); one named cell must run
+        pairs = [(cell, point) for cell, point in pairs if FRAMEWORKS[cell[0]].runs_mode(cell[2], point.name)]
+    for (framework, model, mode), point in pairs:
         request = CellRequest(framework, model, mode, args.device, threads, args.seed, point)
         missing = missing_dataset(config, model)
         if missing:

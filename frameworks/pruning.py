@@ -104,17 +104,17 @@ class Pruned:
     sparsity: float  # counted: exact zeros over every prunable weight, spared layers included
 
 
-def magnitude_prune(spec: ModelSpec, weights: Weights, sparsity: float) -> Pruned:
+def magnitude_prune(spec: ModelSpec, weights: Weights, sparsity: float, *, spare: bool = True) -> Pruned:
     """Zero weights of ``spec`` until ``round(sparsity * prunable weights)`` are zero, the smallest |w| of the
     non-spared prunable layers together first, ties in layer-then-row-major order.
 
     Zeros already there count toward the target and stay pruned (their mask is False), in spared layers too:
     each step of a schedule only adds zeros, and a layer spared above 0.8 keeps what earlier steps pruned
-    (sparing it means no new zeros, not regrowing old ones in fine-tuning)."""
+    (sparing it means no new zeros, not regrowing old ones in fine-tuning). ``spare=False`` spares nothing."""
     check_sparsity(sparsity)
     out = float32_copy(spec, weights)
     keys = prunable_keys(spec)
-    spared = spared_keys(spec, sparsity)
+    spared = spared_keys(spec, sparsity) if spare else ()
     candidates = [key for key in keys if key not in spared]
     total = sum(out[key].size for key in keys)
     count = round(sparsity * total)

@@ -8,8 +8,12 @@ when both agree (p below ``ALPHA`` and an interval that excludes 1).
 Which cells are compared is derived from the results themselves: variants of one framework
 whose build facts name different math libraries, the modes of one variant (the pairs each
 framework declares in its registry entry), one framework on CPU and on CUDA, one build in a
-container and in a local environment. Only latency cells are compared: a sweep's points are
-shown in their own section, never paired here. The test statistic
+container and in a local environment, pruned weights against the unpruned ones. Two cells are
+paired only when their keys (``Result.key``: scenario, variant, launcher, host, framework, mode,
+model, device, the scenario's identity and the transform's) are equal once the one axis compared
+is blanked (``CellKey.without``): each comparison is that declaration and no ad-hoc grouping, so a
+pruned cell never meets a dense one by accident. Only latency cells are compared: a sweep's
+points are shown in their own section, never paired here. The test statistic
 mirrors SciPy's ``mannwhitneyu(method="auto")`` so the tests can check against it, but SciPy
 is not needed at run time.
 """
@@ -48,6 +52,7 @@ _CHUNK_ELEMENTS = 2_000_000  # bootstrap matrix size per step, to bound memory f
 GROUP_BUILD = "Build: vendor library vs portable library"
 GROUP_DEVICE = "CPU vs CUDA"
 GROUP_LAUNCHER = "Container vs local"
+GROUP_PRUNE = "Pruned vs unpruned weights (the same kernels)"
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,7 @@ def find_comparisons(results: Iterable[Result], show_launcher: bool = False) -> 
     usable = [r for r in latency_results(results) if r.status == "ok" and per_image_samples(r).size >= 2]
     notes: list[str] = []
     pairs = build_pairs(usable, notes) + mode_pairs(usable) + device_pairs(usable) + launcher_pairs(usable)
+    pairs += prune_pairs(usable)
     if show_launcher:
         pairs = [_with_launcher(p) for p in pairs]
     return [_measure(pair) for pair in pairs], notes
@@ -244,6 +250,19 @@ def _group_by(results: Iterable[Result], key: Callable[[Result], Hashable]) -> d
     return groups
 
 
+def pairable(results: Iterable[Result], *axes: str) -> list[list[Result]]:
+    """The cells that differ in the named axes alone, group by group (``CellKey.without``)."""
+    return list(_group_by(results, lambda r: r.key().without(*axes)).values())
+
+
+def transform_context(result: Result) -> str:
+    """`` [prune sparsity=0.5]`` for a transformed cell, so that its comparisons say which weights ran."""
+    t = result.transform
+    if t is None:
+        return ""
+    return " [" + " ".join([t.name, *(f"{n}={t.config.get(n, '')}" for n in t.identity)]) + "]"
+
+
 def _library_rank(label: str) -> int:
     """Vendor libraries first, portable ones after, anything else last: the candidate ranks lower."""
     order = (*VENDOR_LIBRARIES, *GENERIC_LIBRARIES)
@@ -258,8 +277,7 @@ def build_pairs(results: list[Result], notes: list[str]) -> list[_Pair]:
     """
     pairs: list[_Pair] = []
     noted: set[tuple[str, str]] = set()
-    by_cell = _group_by(results, lambda r: (r.framework, r.device, r.launcher, r.mode, r.model))
-    for cell in by_cell.values():
+    for cell in pairable(results, "variant"):
         for one, two in itertools.combinations(sorted(cell, key=head), 2):
             pair = _build_pair(one, two, noted, notes)
             if pair is not None:
@@ -284,7 +302,7 @@ def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: li
     return _Pair(
         GROUP_BUILD,
         f"{first} vs {second}",
-        f"{framework_title(one.framework)} / {one.mode}",
+        f"{framework_title(one.framework)} / {one.mode}{transform_context(one)}",
         baseline=two,
         candidate=one,
         baseline_label=f"{head(two)} ({second})",
@@ -292,13 +310,16 @@ def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: li
     )
 
 
-def mode_group(framework: str) -> str:
-    """The section title for a framework's mode comparisons, e.g. 'TensorFlow: graph vs eager, xla vs graph'."""
+def mode_group(framework: str, present: Iterable[str] | None = None) -> str:
+    """The section title for a framework's mode comparisons, e.g. 'TensorFlow: graph vs eager, xla vs graph':
+    the declared pairs, those of the ``present`` modes alone when given (a sparse mode ran only if pruned)."""
     title = framework_title(framework)
     info = FRAMEWORKS.get(framework)
     if info is None:
         return f"{title}: modes"
-    return f"{title}: " + ", ".join(f"{candidate} vs {baseline}" for baseline, candidate in info.comparisons())
+    modes = set(info.modes if present is None else present)
+    drawn = [(b, c) for b, c in info.comparisons() if b in modes and c in modes]
+    return f"{title}: " + ", ".join(f"{candidate} vs {baseline}" for baseline, candidate in drawn)
 
 
 def _mode_pairs_for(framework: str, modes: Iterable[str]) -> list[tuple[str, str]]:
@@ -314,29 +335,29 @@ def _mode_pairs_for(framework: str, modes: Iterable[str]) -> list[tuple[str, str
 def mode_pairs(results: list[Result]) -> list[_Pair]:
     """The modes of one variant (same launcher, device, model) against each other."""
     pairs: list[_Pair] = []
-    by_variant = _group_by(results, lambda r: (head(r), r.launcher, r.framework, r.device, r.model))
-    for cell in by_variant.values():
+    present: dict[str, set[str]] = defaultdict(set)
+    for result in results:
+        present[result.framework].add(result.mode)
+    for cell in pairable(results, "mode"):
         by_mode = {r.mode: r for r in cell}
         framework = cell[0].framework
+        group = mode_group(framework, present[framework])
         for baseline, candidate in _mode_pairs_for(framework, by_mode):
             if baseline in by_mode and candidate in by_mode:
                 base, cand = by_mode[baseline], by_mode[candidate]
-                pairs.append(
-                    _Pair(
-                        mode_group(framework), f"{candidate} vs {baseline}", head(base), base, cand, baseline, candidate
-                    )
-                )
+                context = head(base) + transform_context(base)
+                pairs.append(_Pair(group, f"{candidate} vs {baseline}", context, base, cand, baseline, candidate))
     return pairs
 
 
 def device_pairs(results: list[Result]) -> list[_Pair]:
     """One framework and mode on the CPU and on a GPU; every CPU build against every GPU one."""
     pairs: list[_Pair] = []
-    for cell in _group_by(results, lambda r: (r.framework, r.launcher, r.mode, r.model)).values():
+    for cell in pairable(results, "device", "variant"):
         cpus = sorted((r for r in cell if r.device == "cpu"), key=head)
         gpus = sorted((r for r in cell if r.device != "cpu"), key=head)
         for cpu, gpu in itertools.product(cpus, gpus):
-            context = f"{framework_title(cpu.framework)} / {cpu.mode}"
+            context = f"{framework_title(cpu.framework)} / {cpu.mode}{transform_context(cpu)}"
             pairs.append(_Pair(GROUP_DEVICE, f"{gpu.device} vs cpu", context, cpu, gpu, head(cpu), head(gpu)))
     return pairs
 
@@ -344,21 +365,42 @@ def device_pairs(results: list[Result]) -> list[_Pair]:
 def launcher_pairs(results: list[Result]) -> list[_Pair]:
     """One build in a container and in a local environment (the container's cost, or gain)."""
     pairs: list[_Pair] = []
-    key = lambda r: (r.framework, r.device, r.mode, r.model, effective_build(r))
-    for cell in _group_by(results, key).values():
-        local = sorted((r for r in cell if r.launcher == "local"), key=head)
-        docker = sorted((r for r in cell if r.launcher == "docker"), key=head)
-        for loc, dock in itertools.product(local, docker):
-            context = f"{framework_title(loc.framework)} / {loc.mode} ({loc.device})"
-            pairs.append(
-                _Pair(
-                    GROUP_LAUNCHER,
-                    "docker vs local",
-                    context,
-                    loc,
-                    dock,
-                    f"{head(loc)} (local)",
-                    f"{head(dock)} (docker)",
-                )
-            )
+    for group in pairable(results, "launcher", "variant"):
+        for cell in _group_by(group, effective_build).values():  # the same build, launched two ways
+            pairs += _launcher_pairs(cell)
     return pairs
+
+
+def _launcher_pairs(cell: list[Result]) -> list[_Pair]:
+    """Every local cell of one build against every container cell of it."""
+    pairs: list[_Pair] = []
+    local = sorted((r for r in cell if r.launcher == "local"), key=head)
+    docker = sorted((r for r in cell if r.launcher == "docker"), key=head)
+    for loc, dock in itertools.product(local, docker):
+        context = f"{framework_title(loc.framework)} / {loc.mode} ({loc.device}){transform_context(loc)}"
+        pairs.append(
+            _Pair(
+                GROUP_LAUNCHER, "docker vs local", context, loc, dock, f"{head(loc)} (local)", f"{head(dock)} (docker)"
+            )
+        )
+    return pairs
+
+
+def prune_pairs(results: list[Result]) -> list[_Pair]:
+    """Each pruned cell against the same variant and mode on the unpruned weights (sparsity 0) of the same
+    pruning: what pruning alone buys with the framework's ordinary kernels (a sparse mode is its own mode)."""
+    pairs: list[_Pair] = []
+    for cell in pairable(results, "sparsity", "weights"):
+        pruned = [r for r in cell if r.transform is not None and r.transform.name == "prune"]
+        dense = [r for r in pruned if r.transform is not None and r.transform.sparsity == 0]
+        for base in dense:
+            for cand in sorted((r for r in pruned if r is not base), key=_sparsity):
+                sparsity = cand.transform.config.get("sparsity", "") if cand.transform else ""
+                context = f"{framework_title(base.framework)} / {head(base)} {base.mode}"
+                pairs.append(_Pair(GROUP_PRUNE, f"sparsity {sparsity} vs 0", context, base, cand, "sparsity 0",
+                                   f"sparsity {sparsity}"))  # fmt: skip
+    return pairs
+
+
+def _sparsity(result: Result) -> float:
+    return result.transform.sparsity or 0.0 if result.transform is not None else 0.0

@@ -315,9 +315,10 @@ def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
                 if resolved.network(MODELS[model]) is None:
                     continue  # a model the scenario does not run (the train scenario: all but LeNet-5)
                 modes = resolved.modes(FRAMEWORKS[v.framework])  # the train scenario: the modes it trains in
+                info = FRAMEWORKS[v.framework]
                 for point in (p for p in points if resolved.runs_transform(p.name)):
                     cells += [Cell(v, mode, model, scenario, resolved, transform=point)
-                              for mode in v.modes if mode in modes]  # fmt: skip
+                              for mode in v.modes if mode in modes and info.runs_mode(mode, point.name)]  # fmt: skip
     return cells
 
 

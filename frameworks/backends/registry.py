@@ -143,6 +143,8 @@ class FrameworkInfo:
     # the build-level transforms (``frameworks.transforms``) its ``build`` applies; weights-level ones
     # (pruning) need nothing from a backend, since every backend builds from the weights it is given
     transforms: tuple[str, ...] = ()
+    # (mode, transform): modes that run only on that transform's weights (a sparse mode: pruned weights)
+    transform_modes: tuple[tuple[str, str], ...] = ()
     module: str = ""  # the backend module, set by discovery
 
     def __post_init__(self) -> None:
@@ -154,9 +156,17 @@ class FrameworkInfo:
         stray = [m for pair in self.mode_pairs for m in pair if m not in self.modes]
         if stray:
             raise ValueError(f"framework {self.name}: mode_pairs name modes it does not have: {stray}")
+        stray_modes = [m for m, _ in self.transform_modes if m not in self.modes]
+        if stray_modes:
+            raise ValueError(f"framework {self.name}: transform_modes name modes it does not have: {stray_modes}")
         untrained = [m for m in self.train_modes if m not in self.modes]
         if untrained:
             raise ValueError(f"framework {self.name}: train_modes name modes it does not have: {untrained}")
+
+    def runs_mode(self, mode: str, transform: str) -> bool:
+        """Whether cells of this mode are planned under this transform (a sparse mode: only on pruned weights)."""
+        needs = dict(self.transform_modes).get(mode)
+        return needs is None or needs == transform
 
     def supports(self, transform: str, level: str) -> bool:
         """Whether cells of this transform can run here: every weights-level one, the build-level ones declared."""

@@ -4,7 +4,12 @@ Modes:
 - ``eager``: the eval-mode module under ``torch.inference_mode``;
 - ``jit``: ``torch.jit.trace`` then ``torch.jit.freeze``, done once in ``build``;
 - ``compile``: ``torch.compile`` of the eval module; compilation happens lazily on the first
-  forward, which the harness times separately as the first inference.
+  forward, which the harness times separately as the first inference;
+- ``sparse`` (pruned weights only: the ``prune`` transform): eager, with every dense layer's weight a
+  CSR tensor (``torch.sparse``, int32 indices: int64 ones are copied on every MKL call) multiplied by
+  ``torch.sparse.addmm``; convolutions stay dense, since torch has no sparse convolution on the CPU. A
+  probe forward at build time, under a dispatch mode that sees every op's arguments, records which
+  layers' products ran on a sparse layout: the cell's ``sparse_kernels`` fact comes from torch itself.
 
 Training (``train``): autograd and ``torch.optim.SGD`` on the module in train mode, eager or with
 the module ``torch.compile``d (forward and backward graphs by AOTAutograd, compiled on the first
@@ -26,17 +31,20 @@ from torch import nn
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
+from .registry import IN_EFFECT, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
     name="torch",
     title="PyTorch",
     import_name="torch",
-    modes=("eager", "jit", "compile"),
+    modes=("eager", "jit", "compile", "sparse"),
     devices=("cpu", "cuda"),
-    mode_pairs=(("eager", "jit"), ("eager", "compile")),
+    mode_pairs=(("eager", "jit"), ("eager", "compile"), ("eager", "sparse")),
     train_modes=("eager", "compile"),
+    transform_modes=(("sparse", "prune"),),
 )
+_SPARSE_LAYOUTS = (torch.sparse_csr, torch.sparse_csc, torch.sparse_coo, torch.sparse_bsr)
+_sparse_facts: dict[str, str] = {}  # the last sparse build's probe, read by build_facts
 CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)
 
@@ -62,6 +70,7 @@ def build_facts() -> dict[str, str]:
     facts["intra_op_threads"] = str(torch.get_num_threads())
     facts["mkldnn_available"] = str(torch.backends.mkldnn.is_available())
     facts["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+    facts.update(_sparse_facts)
     if torch.version.cuda:
         _set_gpu_precision()
         facts["cuda"] = str(torch.version.cuda)
@@ -114,8 +123,66 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     set_threads(options.threads)
     model = to_module(spec, weights).to(device)
     params, buffers = count_params(model)
+    _sparse_facts.clear()
+    if options.mode == "sparse":
+        model = sparsify(model)
+        _sparse_facts[SPARSE_KERNELS] = probe_sparse(model, (options.batch, *spec.input_shape), device)
     runner = make_runner(model, options.mode, (options.batch, *spec.input_shape), device)
-    return Built(_forward(runner, device), params=params, buffers=buffers, threads=torch.get_num_threads())
+    grad_mode = torch.no_grad if options.mode == "sparse" else torch.inference_mode  # CSR weights refuse inference
+    return Built(_forward(runner, device, grad_mode), params=params, buffers=buffers, threads=torch.get_num_threads())
+
+
+class SparseLinear(nn.Module):
+    """A dense layer whose weight is a CSR tensor: y = b + x W^T as ``torch.sparse.addmm(b, W, x^T)^T``."""
+
+    def __init__(self, dense: nn.Linear) -> None:
+        super().__init__()
+        weight = dense.weight.detach().to_sparse_csr()
+        self.weight = torch.sparse_csr_tensor(
+            weight.crow_indices().to(torch.int32), weight.col_indices().to(torch.int32), weight.values(),
+            size=weight.shape,
+        )  # fmt: skip
+        self.bias = dense.bias.detach().unsqueeze(1) if dense.bias is not None else None
+        self.nnz = int(weight.values().numel())
+        self.size = int(dense.weight.numel())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return torch.sparse.mm(self.weight, x.t()).t()
+        return torch.sparse.addmm(self.bias, self.weight, x.t()).t()
+
+
+def sparsify(model: nn.Sequential) -> nn.Sequential:
+    """The module with every ``nn.Linear`` replaced by a ``SparseLinear`` (convolutions as they are)."""
+    return nn.Sequential(
+        OrderedDict((name, SparseLinear(m) if isinstance(m, nn.Linear) else m) for name, m in model.named_children())
+    )
+
+
+def probe_sparse(model: nn.Sequential, input_shape: tuple[int, ...], device: torch.device) -> str:
+    """Which layers' products torch ran on a sparse layout, seen by a dispatch mode in one forward (untimed)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[str] = []
+
+    class Watch(TorchDispatchMode):  # type: ignore[misc]
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            layouts = {a.layout for a in args if isinstance(a, torch.Tensor)}
+            sparse = sorted(str(layout).removeprefix("torch.") for layout in layouts & set(_SPARSE_LAYOUTS))
+            if sparse:
+                seen.append(f"{func.__name__}({','.join(sparse)})")
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), Watch():
+        model(torch.zeros(input_shape, device=device))
+    layers = [(n, m) for n, m in model.named_children() if isinstance(m, SparseLinear)]
+    convs = [n for n, m in model.named_children() if isinstance(m, nn.Conv2d)]
+    if not seen:
+        return "none: no op ran on a sparse layout"
+    kept = ", ".join(f"{n} {m.nnz / m.size:.1%} nonzero" for n, m in layers)
+    ops = ", ".join(sorted(set(seen)))
+    dense = f"; convolutions dense ({' '.join(convs)}): torch has no sparse CPU convolution" if convs else ""
+    return f"{len(seen)} of {len(layers)} dense layers on CSR weights ({kept}): {ops}{dense}"
 
 
 def _device(name: str) -> torch.device:
@@ -200,9 +267,9 @@ def trace_and_freeze(model: nn.Module, example: torch.Tensor) -> torch.jit.Scrip
         return torch.jit.freeze(traced)
 
 
-def _forward(runner: Callable[..., Any], device: torch.device) -> Forward:
+def _forward(runner: Callable[..., Any], device: torch.device, grad_mode: Any = torch.inference_mode) -> Forward:
     def forward(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        with grad_mode():
             y = runner(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
             return y.cpu().numpy()  # .cpu() waits for the GPU: the fetch is inside the timed region
 

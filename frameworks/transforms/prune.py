@@ -13,7 +13,7 @@ from their canonical weights, without fine-tuning: latency and size, no accuracy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import Prepared, Transform, TransformConfig, register_transform, transform_option
 
@@ -56,17 +56,49 @@ def apply(spec: ModelSpec, seed: int, config: TransformConfig) -> Prepared:
     if has_trained(spec.name):
         committed = pruned_weights(net, config.sparsity)
         if committed is not None:
-            facts = {"fine_tuned": "1 epoch of masked fine-tuning per schedule step (committed)"}
-            return Prepared(net, committed, "trained", True, facts, counted_sparsity(net, committed))
+            return Prepared(net, committed, "trained", True, _schedule_facts(config.sparsity),
+                            counted_sparsity(net, committed))  # fmt: skip
         pruned = magnitude_prune(net, trained_weights(net), config.sparsity)
         facts = {"fine_tuned": "no (off the committed schedule: one-shot pruning of the trained weights)"}
     else:
-        pruned = magnitude_prune(net, generate_weights(net, seed), config.sparsity)
-        facts = {"fine_tuned": "no (canonical weights)"}
+        pruned, facts = _canonical(net, generate_weights(net, seed), config.sparsity)
     if pruned.spared:
-        facts["spared"] = " ".join(pruned.spared)
+        facts["spared"] = " ".join(pruned.spared)  # (for the committed schedule: in its manifest)
     return Prepared(net, pruned.weights, "trained" if has_trained(spec.name) else "canonical",
                     has_trained(spec.name), facts, pruned.sparsity)  # fmt: skip
+
+
+def _schedule_facts(target: float) -> dict[str, str]:
+    """How the committed schedule made this step: its fine-tuning, spared layers and NumPy accuracies."""
+    from ..pruning import schedule_manifest
+
+    manifest = schedule_manifest()
+    step: dict[str, Any] = next((s for s in manifest.get("steps", []) if abs(float(s["target"]) - target) < 1e-9), {})
+    epochs = manifest.get("fine_tune_epochs", "?")
+    facts = {
+        "fine_tuned": f"{epochs} epoch(s) of masked fine-tuning after each schedule step (committed: "
+        "frameworks/trained/lenet5-fashion-mnist-pruned)",
+        "spared": " ".join(step.get("spared", [])) or "none",
+    }
+    if "pruned_accuracy" in step:
+        facts["numpy_accuracy"] = f"{step['pruned_accuracy']:.4f} pruned, {step['accuracy']:.4f} fine-tuned"
+    return facts
+
+
+def _canonical(net: ModelSpec, weights: dict[str, Any], sparsity: float) -> tuple[Any, dict[str, str]]:
+    """Canonical weights pruned without fine-tuning, first conv and last dense spared above 0.8 where the
+    other layers can reach the target without them (MobileNet's last dense is a quarter of its weights:
+    sparing it caps it at 0.76), else nothing spared, and the cell says so."""
+    from ..pruning import magnitude_prune, spared_keys
+
+    facts = {"fine_tuned": "no (canonical weights)"}
+    try:
+        return magnitude_prune(net, weights, sparsity), facts
+    except ValueError as exc:
+        if "unreachable" not in str(exc):
+            raise
+    facts["spared"] = f"none: sparing {' and '.join(spared_keys(net, sparsity))} leaves {sparsity:g} unreachable"
+    return magnitude_prune(net, weights, sparsity, spare=False), facts
 
 
 TRANSFORM = register_transform(
