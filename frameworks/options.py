@@ -112,12 +112,12 @@ def add_transform_options(parser: argparse.ArgumentParser) -> None:
         help=f"one or more of: {', '.join(TRANSFORMS)} (default: {NONE})",
     )  # fmt: skip
     for transform in TRANSFORMS.values():
-        hints = type_hints(transform.config)
+        hints = type_hints(transform.config)  # a value is parsed by the config: its error names the option
         for f in dataclasses.fields(transform.config):
             name = option_name(f)
             text = f"{f.metadata.get('help', name)} (default {_text(f.default)}; the {transform.name} transform)"
-            group.add_argument(flag(name), dest=name, nargs="+", type=element_type(hints[f.name]), default=None,
-                               metavar="V", help=text)  # fmt: skip
+            kind = element_type(hints[f.name]).__name__  # parsed by the config, which names the option in its error
+            group.add_argument(flag(name), dest=name, nargs="+", default=None, metavar=kind.upper(), help=text)
 
 
 def given_transform_options(args: argparse.Namespace) -> dict[str, str]:

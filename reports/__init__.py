@@ -10,6 +10,9 @@ benchmark or imports Docker or a deep-learning framework, so reports render on a
 - ``cells``/``compare``: per-cell figures; speedups with bootstrap intervals and Mann-Whitney U.
   The matrix, study tables, comparisons and history are the latency scenario's view.
 - ``sweeps``: sweep scenarios (batch sizes, thread counts): each point's figures from its samples.
+- ``training``, ``pruning``: the train scenario's section, and the prune transform's (pruned cells are
+  never in the matrix: accuracy, size and latency against sparsity, speedups over the dense weights and
+  kernels, and the CPU features sparse and int8 kernels depend on).
 - ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
 - ``charts``: matplotlib (Agg) figures as inline SVG.
 - ``publish``: the static site (index, one page per run, latest, per-machine history by fingerprint).

@@ -116,6 +116,21 @@ def latency_results(results: Iterable[Result]) -> list[Result]:
     return [r for r in results if is_latency(r)]
 
 
+def is_transformed(result: Result) -> bool:
+    """A cell that ran a transformed model (pruned weights, ...): its transform's section shows it.
+
+    The matrix, the per-model tables, the published figures and the history show the model as specified
+    only: a pruned cell's row would carry the same label as the dense one's, and its timing answers another
+    question (what the zeros buy). The comparisons still see it: they pair cells by their whole keys.
+    """
+    return result.transform is not None
+
+
+def matrix_results(results: Iterable[Result]) -> list[Result]:
+    """The latency cells of the model as specified: the matrix's and the per-model tables' cells."""
+    return [r for r in results if is_latency(r) and not is_transformed(r)]
+
+
 def framework_title(framework: str) -> str:
     """The registry's display name ("PyTorch"); a framework it does not know shows its raw name."""
     info = FRAMEWORKS.get(framework)

@@ -309,14 +309,15 @@ def _history_panel(ax: Axes, history: History) -> None:
 
 
 class Line(Protocol):
-    """One line of a sweep chart (``cells.SweepLine``): a row's figure at each x, NaN where none."""
+    """One line of a sweep chart (``cells.SweepLine``, ``pruning.SparsityLine``): a row's figure at each x,
+    NaN where none."""
 
     @property
     def label(self) -> str: ...
     @property
     def group(self) -> str: ...  # colour key (the framework); rows of one framework differ in marker and dash
     @property
-    def xs(self) -> tuple[int, ...]: ...
+    def xs(self) -> tuple[float, ...]: ...  # batch sizes and thread counts are ints; a sparsity is not
     @property
     def ys(self) -> tuple[float, ...]: ...
     @property
@@ -393,7 +394,7 @@ def _sweep_lines(ax: Axes, lines: Sequence[Line]) -> None:
         )
 
 
-def _sweep_axes(ax: Axes, xs: list[int], log2_x: bool, ys: list[float], ideal: bool) -> bool:
+def _sweep_axes(ax: Axes, xs: Sequence[float], log2_x: bool, ys: list[float], ideal: bool) -> bool:
     """Ticks at the measured x values; y from 0, or log when the values span much (never with the
     ideal line, whose straight diagonal is the point of the chart). Returns whether y is log."""
     if log2_x:
@@ -447,6 +448,37 @@ def curve_chart(lines: Sequence[Line], *, x_label: str, y_label: str, prefix: st
         ax.set_axisbelow(True)
         ax.set_xlabel(plain_text(x_label))
         ax.set_ylabel(plain_text(y_label))
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
+        return to_svg(fig, prefix)
+
+
+def sparsity_chart(lines: Sequence[Line], *, y_label: str, prefix: str, from_zero: bool) -> str:
+    """A figure of each row against sparsity (the share of zeros counted from the weights): ticks at the
+    measured sparsities, unverified points ringed in red, legend below. Latency starts at 0 (or goes log when
+    the values span much); accuracy does not (the points of interest lie within a few percent of each other)."""
+    with matplotlib.rc_context(STYLE):
+        xs = sorted({x for line in lines for x in line.xs})
+        entries = len(lines) + int(any(any(line.unverified) for line in lines))
+        legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
+        height = 3.0 + legend_in
+        fig = Figure(figsize=(WIDTH_IN, height))
+        fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
+        ax = fig.add_subplot()
+        _sweep_lines(ax, lines)
+        ax.set_xticks(xs, [f"{x:.2f}" for x in xs])
+        finite = [y for line in lines for y in line.ys if np.isfinite(y) and y > 0]
+        log_y = from_zero and use_log(finite, None)
+        if log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        elif from_zero:
+            ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,g}"))
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_xlabel("sparsity (share of zeros among the prunable weights, counted)")
+        ax.set_ylabel(plain_text(y_label) + (" (log scale)" if log_y else ""))
         handles, labels = ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
         return to_svg(fig, prefix)

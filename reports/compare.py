@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from frameworks.backends.registry import FRAMEWORKS
+from frameworks.backends.registry import FRAMEWORKS, SPARSE_KERNELS
 from frameworks.result import Result
 
 from .cells import (
@@ -53,6 +53,7 @@ GROUP_BUILD = "Build: vendor library vs portable library"
 GROUP_DEVICE = "CPU vs CUDA"
 GROUP_LAUNCHER = "Container vs local"
 GROUP_PRUNE = "Pruned vs unpruned weights (the same kernels)"
+GROUP_SPARSE = "Sparse kernels vs the framework's dense kernels (the same pruned weights)"
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ def compare_samples(baseline: np.ndarray, candidate: np.ndarray) -> Speedup:
 
 
 @dataclass(frozen=True)
-class _Pair:
+class Pair:
+    """Two cells a comparison declaration paired: the baseline first; the labels as the report prints them."""
+
     group: str
     title: str
     context: str
@@ -216,19 +219,19 @@ def find_comparisons(results: Iterable[Result], show_launcher: bool = False) -> 
     usable = [r for r in latency_results(results) if r.status == "ok" and per_image_samples(r).size >= 2]
     notes: list[str] = []
     pairs = build_pairs(usable, notes) + mode_pairs(usable) + device_pairs(usable) + launcher_pairs(usable)
-    pairs += prune_pairs(usable)
+    pairs += prune_pairs(usable) + sparse_pairs(usable)
     if show_launcher:
         pairs = [_with_launcher(p) for p in pairs]
     return [_measure(pair) for pair in pairs], notes
 
 
-def _with_launcher(pair: _Pair) -> _Pair:
+def _with_launcher(pair: Pair) -> Pair:
     if pair.group == GROUP_LAUNCHER:
         return pair  # the launcher is what differs: the labels already say which is which
     return replace(pair, context=f"{pair.context} ({pair.baseline.launcher or 'unknown launcher'})")
 
 
-def _measure(pair: _Pair) -> Comparison:
+def _measure(pair: Pair) -> Comparison:
     speedup = compare_samples(per_image_samples(pair.baseline), per_image_samples(pair.candidate))
     return Comparison(
         group=pair.group,
@@ -269,13 +272,13 @@ def _library_rank(label: str) -> int:
     return order.index(label) if label in order else len(order)
 
 
-def build_pairs(results: list[Result], notes: list[str]) -> list[_Pair]:
+def build_pairs(results: list[Result], notes: list[str]) -> list[Pair]:
     """Variants of one framework, device, launcher and mode whose build facts name different libraries.
 
     Two variants that report the same library in effect are not compared (the build switch did
     not take); that is said in a note, once per pair of variants.
     """
-    pairs: list[_Pair] = []
+    pairs: list[Pair] = []
     noted: set[tuple[str, str]] = set()
     for cell in pairable(results, "variant"):
         for one, two in itertools.combinations(sorted(cell, key=head), 2):
@@ -285,7 +288,7 @@ def build_pairs(results: list[Result], notes: list[str]) -> list[_Pair]:
     return pairs
 
 
-def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: list[str]) -> _Pair | None:
+def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: list[str]) -> Pair | None:
     if head(one) == head(two):
         return None
     first, second = effective_build(one), effective_build(two)
@@ -299,7 +302,7 @@ def _build_pair(one: Result, two: Result, noted: set[tuple[str, str]], notes: li
         return None
     if _library_rank(second) < _library_rank(first):
         one, two, first, second = two, one, second, first
-    return _Pair(
+    return Pair(
         GROUP_BUILD,
         f"{first} vs {second}",
         f"{framework_title(one.framework)} / {one.mode}{transform_context(one)}",
@@ -332,9 +335,9 @@ def _mode_pairs_for(framework: str, modes: Iterable[str]) -> list[tuple[str, str
     return [(ordered[0], other) for other in ordered[1:]]
 
 
-def mode_pairs(results: list[Result]) -> list[_Pair]:
+def mode_pairs(results: list[Result]) -> list[Pair]:
     """The modes of one variant (same launcher, device, model) against each other."""
-    pairs: list[_Pair] = []
+    pairs: list[Pair] = []
     present: dict[str, set[str]] = defaultdict(set)
     for result in results:
         present[result.framework].add(result.mode)
@@ -346,61 +349,90 @@ def mode_pairs(results: list[Result]) -> list[_Pair]:
             if baseline in by_mode and candidate in by_mode:
                 base, cand = by_mode[baseline], by_mode[candidate]
                 context = head(base) + transform_context(base)
-                pairs.append(_Pair(group, f"{candidate} vs {baseline}", context, base, cand, baseline, candidate))
+                pairs.append(Pair(group, f"{candidate} vs {baseline}", context, base, cand, baseline, candidate))
     return pairs
 
 
-def device_pairs(results: list[Result]) -> list[_Pair]:
+def device_pairs(results: list[Result]) -> list[Pair]:
     """One framework and mode on the CPU and on a GPU; every CPU build against every GPU one."""
-    pairs: list[_Pair] = []
+    pairs: list[Pair] = []
     for cell in pairable(results, "device", "variant"):
         cpus = sorted((r for r in cell if r.device == "cpu"), key=head)
         gpus = sorted((r for r in cell if r.device != "cpu"), key=head)
         for cpu, gpu in itertools.product(cpus, gpus):
             context = f"{framework_title(cpu.framework)} / {cpu.mode}{transform_context(cpu)}"
-            pairs.append(_Pair(GROUP_DEVICE, f"{gpu.device} vs cpu", context, cpu, gpu, head(cpu), head(gpu)))
+            pairs.append(Pair(GROUP_DEVICE, f"{gpu.device} vs cpu", context, cpu, gpu, head(cpu), head(gpu)))
     return pairs
 
 
-def launcher_pairs(results: list[Result]) -> list[_Pair]:
+def launcher_pairs(results: list[Result]) -> list[Pair]:
     """One build in a container and in a local environment (the container's cost, or gain)."""
-    pairs: list[_Pair] = []
+    pairs: list[Pair] = []
     for group in pairable(results, "launcher", "variant"):
         for cell in _group_by(group, effective_build).values():  # the same build, launched two ways
             pairs += _launcher_pairs(cell)
     return pairs
 
 
-def _launcher_pairs(cell: list[Result]) -> list[_Pair]:
+def _launcher_pairs(cell: list[Result]) -> list[Pair]:
     """Every local cell of one build against every container cell of it."""
-    pairs: list[_Pair] = []
+    pairs: list[Pair] = []
     local = sorted((r for r in cell if r.launcher == "local"), key=head)
     docker = sorted((r for r in cell if r.launcher == "docker"), key=head)
     for loc, dock in itertools.product(local, docker):
         context = f"{framework_title(loc.framework)} / {loc.mode} ({loc.device}){transform_context(loc)}"
         pairs.append(
-            _Pair(
+            Pair(
                 GROUP_LAUNCHER, "docker vs local", context, loc, dock, f"{head(loc)} (local)", f"{head(dock)} (docker)"
             )
         )
     return pairs
 
 
-def prune_pairs(results: list[Result]) -> list[_Pair]:
+def prune_pairs(results: list[Result]) -> list[Pair]:
     """Each pruned cell against the same variant and mode on the unpruned weights (sparsity 0) of the same
     pruning: what pruning alone buys with the framework's ordinary kernels (a sparse mode is its own mode)."""
-    pairs: list[_Pair] = []
+    pairs: list[Pair] = []
     for cell in pairable(results, "sparsity", "weights"):
         pruned = [r for r in cell if r.transform is not None and r.transform.name == "prune"]
-        dense = [r for r in pruned if r.transform is not None and r.transform.sparsity == 0]
+        dense = [r for r in pruned if _target(r) == 0.0]  # the target asked for: trained weights may hold zeros
         for base in dense:
             for cand in sorted((r for r in pruned if r is not base), key=_sparsity):
                 sparsity = cand.transform.config.get("sparsity", "") if cand.transform else ""
                 context = f"{framework_title(base.framework)} / {head(base)} {base.mode}"
-                pairs.append(_Pair(GROUP_PRUNE, f"sparsity {sparsity} vs 0", context, base, cand, "sparsity 0",
+                pairs.append(Pair(GROUP_PRUNE, f"sparsity {sparsity} vs 0", context, base, cand, "sparsity 0",
                                    f"sparsity {sparsity}"))  # fmt: skip
     return pairs
 
 
 def _sparsity(result: Result) -> float:
     return result.transform.sparsity or 0.0 if result.transform is not None else 0.0
+
+
+def _target(result: Result) -> float | None:
+    """The sparsity a pruned cell asked for (its config), None where it says none."""
+    try:
+        return float(result.transform.config["sparsity"]) if result.transform is not None else None
+    except (KeyError, ValueError):
+        return None
+
+
+def dense_mode(result: Result) -> str | None:
+    """The framework's first mode (its dense baseline); None for a framework the registry does not know."""
+    info = FRAMEWORKS.get(result.framework)
+    return info.modes[0] if info is not None and info.modes else None
+
+
+def sparse_pairs(results: list[Result]) -> list[Pair]:
+    """Each cell whose framework says which sparse kernels ran (the ``sparse_kernels`` fact) against the same
+    variant's first mode on the same weights (its key minus the mode): what the sparse kernels buy. A framework
+    whose first mode is itself (DeepSparse's one engine) has nothing to pair with here."""
+    pairs: list[Pair] = []
+    for cell in pairable(results, "mode"):
+        for cand in (r for r in cell if SPARSE_KERNELS in r.build and r.mode != dense_mode(r)):
+            base = next((r for r in cell if r.mode == dense_mode(cand)), None)
+            if base is not None:
+                context = f"{framework_title(base.framework)} / {head(base)}{transform_context(base)}"
+                pairs.append(Pair(GROUP_SPARSE, f"{cand.mode} vs {base.mode}", context, base, cand, base.mode,
+                                  cand.mode))  # fmt: skip
+    return pairs

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
+from frameworks.backends.registry import SPARSE_KERNELS
 from frameworks.result import Environment, Result, RunInfo
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ReportSpec
 
@@ -30,7 +31,9 @@ from .cells import (
     framework_title,
     head,
     is_latency,
+    is_transformed,
     matmul_peak,
+    matrix_results,
     mixed_launchers,
     model_order,
     model_title,
@@ -40,6 +43,7 @@ from .cells import (
 from .compare import Comparison, find_comparisons
 from .load import HOSTS_DIR, LoadProblem, MachineIdentity, Run, host_dir_name
 from .machines import across_machines, identity_facts, same_model_notes
+from .pruning import PruningSection, is_pruned, pruning_section
 from .published import PublishedSection, published_section
 from .sweeps import PointFigures, SweepSpec, figure, sweep_figures, sweep_spec
 from .training import TrainingSection, is_training, training_section
@@ -224,6 +228,7 @@ class Report:
     host_name: str | None = None  # one machine's report within a several-machine run
     training: TrainingSection | None = None  # the train scenario's section, when the run trained
     published: PublishedSection | None = None  # the answered comparison's figures beside ours (reports/published.py)
+    pruning: PruningSection | None = None  # the prune transform's cells (reports/pruning.py), when the run pruned
 
     @property
     def several(self) -> bool:
@@ -239,18 +244,20 @@ def build_report(run: Run) -> Report:
     """Everything both renderers need, from the loaded run alone.
 
     The matrix, the study tables and the comparisons are the latency view: they take only
-    latency cells. Every sweep scenario of the run gets a section of its own. A run on several
-    machines is its machines' reports under one page (``several_report``).
+    latency cells, and the matrix and the study tables only those of the model as specified (a
+    transformed cell has its transform's section: ``reports/pruning.py``). Every sweep scenario of
+    the run gets a section of its own. A run on several machines is its machines' reports under
+    one page (``several_report``).
     """
     if run.several:
         return several_report(run)
     show_launcher = mixed_launchers(run.results)
     ordered = sorted(run.results, key=row_sort_key)
-    latency = [r for r in ordered if is_latency(r)]
+    latency = matrix_results(ordered)
     labels = row_labels(latency, show_launcher)
     cells = tuple(CellView(r, labels[id(r)], figures(r)) for r in latency)
     models = tuple(model_order(r.model for r in latency))
-    comparisons, comparison_notes = find_comparisons(latency, show_launcher)
+    comparisons, comparison_notes = find_comparisons([r for r in ordered if is_latency(r)], show_launcher)
     sweeps, sweep_notes = sweep_sections([r for r in ordered if not is_training(r)], show_launcher)
     trained = [r for r in ordered if is_training(r)]
     on = f" on {run.host_name}" if run.host_name is not None else ""
@@ -272,12 +279,21 @@ def build_report(run: Run) -> Report:
         settings=tuple(Fact(k, v) for k, v in sorted(run.info.settings.items())) if run.info else (),
         variants=tuple(variant_facts(ordered, run.info, show_launcher)),
         command=run.info.command if run.info is not None else None,
-        notes=tuple(_notes(run, comparison_notes + sweep_notes)),
+        notes=tuple(_notes(run, comparison_notes + sweep_notes + unshown_transforms(ordered))),
         problems=run.problems,
         host_name=run.host_name,
         training=training_section(trained, row_labels(trained, show_launcher)),
         published=published_section(latency),
+        pruning=pruning_section(ordered, show_launcher),
     )
+
+
+def unshown_transforms(results: Sequence[Result]) -> list[str]:
+    """Latency cells of a transform no section shows (every transform but prune, for now): they are named,
+    since the matrix leaves every transformed cell out."""
+    counts = Counter(r.transform_name for r in results if is_latency(r) and is_transformed(r) and not is_pruned(r))
+    return [f"{n} latency cell(s) of the {name!r} transform: no section of this report shows them"
+            for name, n in sorted(counts.items())]  # fmt: skip
 
 
 def several_report(run: Run) -> Report:
@@ -764,8 +780,14 @@ def _distinct(values: Iterable[object]) -> str:
 
 
 def _build_facts(results: list[Result]) -> list[Fact]:
+    """Each build fact's distinct values; one a cell states of itself (the sparse kernels it ran, which differ
+    by sparsity) points to the pruning section, which shows it beside that cell."""
     keys = sorted({k for r in results for k in r.build})
-    return [Fact(k, _distinct(r.build.get(k) for r in results)) for k in keys]
+    per_cell = {k: PER_CELL_FACT for k in keys if k == SPARSE_KERNELS}
+    return [Fact(k, per_cell.get(k) or _distinct(r.build.get(k) for r in results)) for k in keys]
+
+
+PER_CELL_FACT = "stated by each cell: shown beside it in the Pruning section"
 
 
 def _notes(run: Run, comparison_notes: list[str]) -> list[str]:

@@ -64,6 +64,15 @@ class ReportCharts:
     sweeps: list[dict[str, Markup]] = field(default_factory=list)  # per sweep section, by model
     across: Markup | None = None  # a several-machine run: the cells compared across machines
     training: dict[str, tuple[Markup, Markup]] = field(default_factory=dict)  # by model: loss, accuracy
+    pruning: dict[str, PrunedCharts] = field(default_factory=dict)  # by model: accuracy and latency by sparsity
+
+
+@dataclass(frozen=True)
+class PrunedCharts:
+    """One pruned model's curves against sparsity; None where no cell has a point to draw."""
+
+    accuracy: Markup | None
+    latency: Markup | None
 
 
 def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts:
@@ -81,6 +90,7 @@ def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts
         built.speedups[group.title] = Markup(_speedup_svg(group, f"spd{i}"))
     built.sweeps.extend(_sweep_svgs(section, i) for i, section in enumerate(report.sweeps))
     built.training.update(_training_svgs(report))
+    built.pruning.update(_pruning_svgs(report))
     if report.across:
         labels = [f"{model_title(c.model)} · {c.context} · {c.title}" for c in report.across]
         return replace(built, across=Markup(charts.speedup_chart(report.across, labels, "across")))
@@ -119,6 +129,23 @@ def _training_svgs(report: Report) -> dict[str, tuple[Markup, Markup]]:
         accuracy = charts.curve_chart(model.accuracy_lines, x_label="epoch", y_label="test accuracy (%)",
                                       prefix=f"ta{j}", markers=True)  # fmt: skip
         drawn[model.model] = (Markup(loss), Markup(accuracy))
+    return drawn
+
+
+def _pruning_svgs(report: Report) -> dict[str, PrunedCharts]:
+    """Each pruned model's test accuracy (trained weights only) and latency against sparsity."""
+    drawn: dict[str, PrunedCharts] = {}
+    if report.pruning is None:
+        return drawn
+    for j, model in enumerate(report.pruning.models):
+        accuracy = latency = None
+        if model.accuracy_lines:
+            accuracy = Markup(charts.sparsity_chart(model.accuracy_lines, y_label="test accuracy (%)",
+                                                    prefix=f"pa{j}", from_zero=False))  # fmt: skip
+        if model.latency_lines:
+            latency = Markup(charts.sparsity_chart(model.latency_lines, y_label="median latency (ms/img)",
+                                                   prefix=f"pl{j}", from_zero=True))  # fmt: skip
+        drawn[model.model] = PrunedCharts(accuracy, latency)
     return drawn
 
 

@@ -148,14 +148,16 @@ def _cell_order(cell: _Cell) -> tuple[int, str, tuple[str, int, str, str, str, i
 
 
 def _labels(cells: list[_Cell], show_launcher: bool) -> dict[CellKey, str]:
-    """``variant / mode`` per cell; with the scenario identity where one label and model has several."""
+    """``variant / mode`` per cell; with the scenario identity and the transform's (``prune sparsity=0.5``,
+    the weights' digest left out) where one label and model has several."""
     base = {c.key: row_label(next(iter(c.by_machine.values())), show_launcher) for c in cells}
     count: dict[tuple[str, str], int] = {}
     for c in cells:
         count[(base[c.key], c.key.model)] = count.get((base[c.key], c.key.model), 0) + 1
     out = {}
     for c in cells:
-        identity = ", ".join(f"{n}={v}" for n, v in c.key.identity) or "no identity"
+        entries = (*c.key.identity, *((n, v) for n, v in c.key.transform if n != "weights"))
+        identity = ", ".join(f"{n}={v}" for n, v in entries) or "no identity"
         out[c.key] = f"{base[c.key]} [{identity}]" if count[(base[c.key], c.key.model)] > 1 else base[c.key]
     return out
 

@@ -19,6 +19,7 @@ from .cells import figures, model_title
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Comparison
 from .content import Fact, MatrixCell, MatrixRow, Report, StudyTable, SweepCell, SweepRow, SweepSection
 from .load import LoadProblem
+from .pruning import LatencyRow, PruningModel, PruningSection, SpeedupRow
 from .published import PublishedRow, PublishedSection
 from .training import TrainingRow, TrainingSection
 
@@ -51,6 +52,7 @@ def render_markdown(report: Report) -> str:
         _published(report.published),
         *(_sweep(section) for section in report.sweeps),
         _training(report.training),
+        _pruning(report.pruning),
         _environment(report),
         _notes(report.notes, report.problems),
     ]
@@ -464,3 +466,65 @@ def training_row(row: TrainingRow) -> list[str]:
         return [*head, f"**{escape(row.reason)}**", *(["—"] * (len(TRAINING_HEADERS) - 4))]
     return [*head, row.first_epoch, row.epoch_time, row.images_per_s, row.accuracy, row.peak_memory, row.fidelity,
             row.relative, row.interval]  # fmt: skip
+
+
+# --- pruning --------------------------------------------------------------------------------------------
+
+SIZE_HEADERS = ("Sparsity", "Counted sparsity", "Weights (bytes)", "gzip -9 (bytes)", "gzip vs dense", "sha256",
+                "Cells", "How made")  # fmt: skip
+PRUNED_LATENCY_HEADERS = ("Variant / mode", "Sparsity", "Median (ms/img)", "CI of the median", "Sparse kernels")
+SPEEDUP_HEADERS = ("Variant / mode", "Sparsity", "Baseline", "Baseline (ms/img)", "Median (ms/img)", "Speedup",
+                   "95% CI", "p", "Significant")  # fmt: skip
+FEATURE_HEADER = ("Machine fingerprint", "CPU")
+
+
+def _pruning(section: PruningSection | None) -> str:
+    """The prune transform's cells: per model the weights' sizes, accuracy and latency against sparsity and
+    the speedups (the curves themselves are the HTML report's charts); then the machines' CPU features."""
+    if section is None:
+        return ""
+    parts = ["## Pruning", escape(section.intro), escape(section.legend)]
+    for model in section.models:
+        parts += [f"### {escape(model.title)}", f"Pruned from the {escape(model.source)} weights."]
+        parts += _pruned_model(model)
+    parts += ["### CPU features that decide sparse and int8 speed"]
+    headers = [*FEATURE_HEADER, *(escape(f) for f in section.features)]
+    parts.append(table(headers, [[escape(m.machine), escape(m.cpu), *map(escape, m.values)] for m in section.machines]))
+    return "\n\n".join(parts)
+
+
+def _pruned_model(model: PruningModel) -> list[str]:
+    parts = ["Weights at each sparsity:"]
+    rows = [[escape(r.target), escape(r.counted), r.raw, r.gzip, r.share, escape(r.sha), str(r.cells), escape(r.made)]
+            for r in model.sizes]  # fmt: skip
+    parts.append(table(SIZE_HEADERS, rows) if rows else "No cell recorded its weights.")
+    if model.accuracy:
+        headers = ["Variant / mode", *(f"sparsity {escape(t)}" for t in model.targets)]
+        rows = [[escape(r.label), *r.values] for r in model.accuracy]
+        parts += ["Test accuracy at each sparsity:", table(headers, rows)]
+    else:
+        parts.append(escape(model.accuracy_note) + ".")
+    latency = [pruned_latency_row(r) for r in model.latency]
+    parts += ["Latency at each sparsity:", table(PRUNED_LATENCY_HEADERS, latency)]
+    for title, speedups in (
+        ("Pruned against unpruned weights (sparsity 0), the same variant and mode:", model.vs_unpruned),
+        ("Sparse kernels against the framework's dense mode, the same weights:", model.vs_dense),
+    ):
+        if speedups:
+            parts += [title, table(SPEEDUP_HEADERS, [speedup_row(r) for r in speedups])]
+    if model.notes:
+        parts.append("\n".join(f"- ⚠ {escape(n)}" for n in model.notes))
+    return parts
+
+
+def pruned_latency_row(row: LatencyRow) -> list[str]:
+    label = escape(row.label) + "".join(f"<br>⚠ {escape(f)}" for f in row.flags)
+    kernels = escape(row.kernels)
+    if not row.ok:
+        return [label, escape(row.target), f"**{escape(row.reason)}**", "—", kernels]
+    return [label, escape(row.target), f"**{row.median}**", row.interval, kernels]
+
+
+def speedup_row(row: SpeedupRow) -> list[str]:
+    return [escape(row.label), escape(row.target), escape(row.baseline), row.baseline_ms, row.candidate_ms,
+            row.ratio, row.interval, row.p_value, "yes" if row.significant else "no"]  # fmt: skip

@@ -38,6 +38,7 @@ from . import charts, fmt
 from .cells import (
     figures,
     is_latency,
+    is_transformed,
     mixed_launchers,
     model_order,
     model_title,
@@ -306,13 +307,15 @@ def history_key(result: Result) -> HistoryKey:
 def build_machine(machine: SiteMachine) -> SiteMachine:
     """Collect every latency cell's history on this machine (oldest run first) and test each latest change.
 
-    Sweep scenarios have no history page: their points are shown on each run's own report.
+    Sweep scenarios have no history page: their points are shown on each run's own report; nor have
+    transformed cells (pruned weights), which their run's report shows in the transform's section.
     """
     oldest_first = list(reversed(machine.runs))
     series: dict[HistoryKey, list[tuple[MachineRun, Result]]] = defaultdict(list)
     for machine_run in oldest_first:
         for result in machine_run.run.results:
-            if is_latency(result) and result.status == "ok" and per_image_samples(result).size >= 2:
+            usable = result.status == "ok" and per_image_samples(result).size >= 2
+            if is_latency(result) and not is_transformed(result) and usable:
                 series[history_key(result)].append((machine_run, result))
     show_launcher = mixed_launchers(r for run in machine.runs for r in run.run.results)
     models = model_order(key.model for key, _ in series)

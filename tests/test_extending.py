@@ -117,6 +117,25 @@ def build(spec, weights, options: BuildOptions) -> Built:
     return Built(lambda x: forward(x).astype(np.float32), params=spec.params, buffers=spec.buffers, threads=1)
 '''
 
+TRANSFORM_FILE = '''
+"""``fp16``: every weight rounded to float16 and back (a toy weights-level transform): one module."""
+
+from frameworks.transforms import Prepared, Transform, register_transform
+
+
+def apply(spec, seed, config):
+    import numpy as np
+
+    from frameworks.weights import generate_weights
+
+    weights = {k: v.astype(np.float16).astype(np.float32) for k, v in generate_weights(spec, seed).items()}
+    return Prepared(spec, weights, "canonical", False, {"rounded": "float16"})
+
+
+TRANSFORM = register_transform(Transform(name="fp16", summary="weights rounded to float16", level="weights",
+                                         apply=apply))
+'''
+
 CATALOG_ENTRY = """
 [images.toyfw]
 dockerfile = "docker/Dockerfile"
@@ -211,3 +230,54 @@ def test_a_scenario_a_model_and_a_framework_each_one_addition(toys: dict[str, li
         assert "Cold start" in page and "TinyNet" in page and "Toy Framework" in page
     assert "toyfw / plain" in markdown and "toyfw / double" in markdown
     assert json.loads(results_file.read_text().splitlines()[0])["config"]["sizes"] == "1 3"
+
+
+def test_a_transform_is_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A toy weights-level transform in one file: predict runs it (verified against the float64 reference of
+    its own weights, its key apart from the untransformed cell's), the runner plans it beside ``none``; a
+    build-level transform no backend declares is a skipped cell with the reason."""
+    import numpy as np
+
+    from frameworks import predict
+    from frameworks.training import weights_sha256
+    from frameworks.transforms import TRANSFORMS, Transform, register_transform
+    from frameworks.weights import generate_weights
+
+    module = tmp_path / "fp16_transform.py"
+    module.write_text(textwrap.dedent(TRANSFORM_FILE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in THREAD_ENV:
+        monkeypatch.setenv(name, "1")
+    out = tmp_path / "results.jsonl"
+    with TRANSFORMS.temporary():
+        _import(module, "fp16_transform")
+        register_transform(Transform(name="int4", summary="a build-level toy no backend declares", level="build"))
+        quick = [
+            "--framework",
+            "numpy",
+            "--model",
+            "lenet5",
+            "--iterations",
+            "3",
+            "--min-time",
+            "0",
+            "--output",
+            str(out),
+        ]
+        assert predict.main([*quick, "--transforms", "none", "fp16"]) == 0
+        assert predict.main([*quick, "--transforms", "int4"]) == 1
+        settings = Settings(("cpu-numpy-openblas",), ("lenet5",), "local", cpus="0",
+                            transforms={"transforms": "none fp16"})  # fmt: skip
+        cells = plan(load_catalog().select(["cpu-numpy-openblas"]), settings)
+        assert [c.transform.name for c in cells] == ["none", "fp16"]
+        assert "--transforms" in settings.predict_args(cells[1]) and "--transforms" not in settings.predict_args(
+            cells[0]
+        )
+    sys.modules.pop("fp16_transform", None)
+    plain, rounded, skipped = (Result.from_json(line) for line in out.read_text().splitlines())
+    assert plain.transform is None and rounded.transform is not None and rounded.verified
+    expected = {k: v.astype(np.float16).astype(np.float32) for k, v in generate_weights(MODELS["lenet5"]).items()}
+    assert rounded.transform.weights_sha256 == weights_sha256(expected)
+    assert rounded.key() != plain.key() and rounded.key().without("transform") == plain.key()
+    assert skipped.status == "skipped" and "does not run the int4 transform" in (skipped.error or "")
+    assert [module] == [p for p in tmp_path.iterdir() if p.suffix == ".py"], "one file, nothing else touched"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from frameworks.backends.registry import THREADS_FIXED
+from frameworks.backends.registry import FRAMEWORKS, SPARSE_KERNELS, THREADS_FIXED
 from frameworks.result import Result
 from runner.catalog import load_catalog
 from tests.conftest import REPO_ROOT
@@ -30,6 +30,12 @@ def _below_float32(result: Result) -> bool:
     return precision not in (None, "f32") and any(f"computes in {precision}" in w for w in result.warnings)
 
 
+def _modes(variant: object, transform: str = "none") -> list[str]:
+    """The variant's modes that run under the transform (a sparse mode: on pruned weights only)."""
+    info = FRAMEWORKS[variant.framework]  # type: ignore[attr-defined]
+    return [m for m in variant.modes if info.runs_mode(m, transform)]  # type: ignore[attr-defined]
+
+
 def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Path) -> None:
     """Timed briefly (one warm-up, three iterations, no minimum time): what is asserted is that every cell runs
     and is verified; the matmul peak is measured, as a run measures it."""
@@ -41,7 +47,7 @@ def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Pa
     run_dirs = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     assert len(run_dirs) == 1, proc.stderr[-3000:]
     results = [Result.from_json(line) for line in (run_dirs[0] / "results.jsonl").read_text().splitlines()]
-    expected = {(v.name, mode, model) for v in variants for mode in v.modes for model in MODELS}
+    expected = {(v.name, mode, model) for v in variants for mode in _modes(v) for model in MODELS}
     assert {(r.variant, r.mode, r.model) for r in results} == expected
     unavailable = {v.name: v.unavailable_reason for v in variants if v.unavailable_reason}
     assert all(r.status == "skipped" and r.error == unavailable[r.variant] for r in results if r.variant in unavailable)
@@ -62,7 +68,7 @@ def test_every_cpu_variant_sweeps_batches_and_threads_in_containers(docker_clien
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    expected = {(s, v.name, mode) for s in ("throughput", "threads") for v in variants for mode in v.modes}
+    expected = {(s, v.name, mode) for s in ("throughput", "threads") for v in variants for mode in _modes(v)}
     assert {(r.scenario, r.variant, r.mode) for r in results} == expected
     results = [r for r in results if not load_catalog().variants[r.variant].unavailable]  # skipped: the first test
     bad = [
@@ -90,3 +96,43 @@ def _ran_what_it_says(build: dict[str, str], asked: int, used: int | None) -> bo
     if THREADS_FIXED in build:
         return used == int(build[THREADS_FIXED])
     return used == asked or (used is None and "threads_unreported" in build)
+
+
+def test_every_cpu_variant_runs_pruned_weights_and_sparse_modes_say_what_ran(
+    docker_client: object, tmp_path: Path
+) -> None:
+    """LeNet-5 pruned to 90% (the committed fine-tuned schedule) in every CPU variant and mode, in containers:
+    every dense cell ok, verified against the pruned weights' own reference, with the same weights (sha256)
+    and nearly the same test accuracy everywhere; every sparse mode either ok with the sparse kernels its
+    framework says ran, or skipped with the framework's reason, never a dense timing called sparse; and the
+    run resumes to nothing left."""
+    variants = [v for v in load_catalog().variants.values() if v.device == "cpu" and not v.unavailable]
+    cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
+           "--models", "lenet5", "--transforms", "prune", "--sparsities", "0.9", "--iterations", "3", "--warmup", "1",
+           "--min-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
+    (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
+    results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    expected = {(v.name, mode) for v in variants for mode in _modes(v, "prune")}
+    assert {(r.variant, r.mode) for r in results} == expected, proc.stderr[-3000:]
+    sparse = [r for r in results if SPARSE_KERNELS in r.build or r.mode == "sparse"]
+    dense = [r for r in results if r not in sparse]
+    bad = [f"{r.cell}: {r.status} {r.error or ''} verified={r.verified}" for r in dense
+           if r.status != "ok" or not (r.verified or _below_float32(r))]  # fmt: skip
+    assert not bad, "\n".join(bad)
+    assert len({r.transform.weights_sha256 for r in results if r.transform}) == 1  # the same weights everywhere
+    accuracies = [r.accuracy for r in dense if r.accuracy is not None and not _below_float32(r)]
+    assert (
+        len(accuracies) == len([r for r in dense if not _below_float32(r)])
+        and max(accuracies) - min(accuracies) < 0.005
+    )
+    for r in sparse:
+        said = r.build.get(SPARSE_KERNELS, "")
+        assert (r.status == "ok" and said and not said.startswith("none")) or (
+            r.status == "skipped" and "no sparse kernel ran" in (r.error or "")
+        ), f"{r.cell}: {r.status} {r.error} {said}"
+    torch_sparse = next(r for r in sparse if r.framework == "torch")
+    assert torch_sparse.status == "ok" and torch_sparse.verified  # CSR dense layers run on every x86 CPU
+    resumed = subprocess.run([sys.executable, "-m", "runner", "matrix", "--resume", str(run_dir), "--no-report"],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert resumed.returncode in (0, 1) and f"{len(results)} cells ({len(results)} already done)" in resumed.stderr

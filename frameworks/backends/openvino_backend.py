@@ -10,7 +10,12 @@ Modes:
 - ``f32``: ``INFERENCE_PRECISION_HINT`` forced to f32: the float32 network every other cell runs;
 - ``auto``: the plugin's default precision, which is bf16 on CPUs with AVX512-BF16 or AMX: there the
   output is outside the float32 tolerance, so the cell shows as unverified, and its build facts say
-  which precision ran (``inference_precision``), never a silent pass.
+  which precision ran (``inference_precision``), never a silent pass;
+- ``sparse`` (pruned weights only: the ``prune`` transform): ``f32`` with the CPU plugin's sparse weights
+  decompression asked for (``CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE`` at the sparsity the weights have).
+  The plugin accepts the property everywhere, and applies it only where it can (its documentation: AMX
+  and int8 weights); whether it did is read from the compiled model's executed graph (each node's
+  ``primitiveType``): without a sparse primitive the cell is skipped with the primitives that ran.
 
 The parameter counts are OpenVINO's own: the sizes of the imported model's named constants (the
 graph's initializers, which keep the canonical keys).
@@ -26,16 +31,18 @@ import openvino as ov
 from ..environment import thread_count
 from ..models import ModelSpec
 from .onnx_graph import INPUT, checked_bytes
-from .registry import FLOAT32, IN_EFFECT, PRECISION, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import FLOAT32, IN_EFFECT, PRECISION, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo
 
 FRAMEWORK = FrameworkInfo(
     name="openvino",
     title="OpenVINO",
     import_name="openvino",
-    modes=("f32", "auto"),
+    modes=("f32", "auto", "sparse"),
     devices=("cpu",),
-    mode_pairs=(("f32", "auto"),),
+    mode_pairs=(("f32", "auto"),),  # sparse vs f32: the reports' sparse comparison
+    transform_modes=(("sparse", "prune"),),
 )
+SPARSE_RATE = "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"
 DEVICE = "CPU"  # OpenVINO's name for its CPU plugin
 LATENCY = "LATENCY"
 _BUFFER_KINDS = (".mean", ".var")
@@ -83,8 +90,13 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     params, buffers = count_params(model)
     model.reshape({INPUT: [options.batch, *spec.input_shape]})
     _compiled.clear()
-    compiled = core().compile_model(model, DEVICE, compile_config(options.mode, options.threads))
+    config = compile_config(options.mode, options.threads)
+    if options.mode == "sparse":
+        config[SPARSE_RATE] = min(zero_share(weights), 1.0)
+    compiled = core().compile_model(model, DEVICE, config)
     _compiled.update(compiled_facts(compiled, options.mode))
+    if options.mode == "sparse":
+        _compiled[SPARSE_KERNELS] = sparse_primitives(compiled)
     return Built(_forward(compiled), params=params, buffers=buffers, threads=int(_compiled["inference_threads"]))
 
 
@@ -92,7 +104,7 @@ def compile_config(mode: str, threads: int) -> dict[str, Any]:
     """The plugin properties a mode compiles with: the latency hint and explicit threads always;
     the precision forced to f32 in ``f32``, left to the plugin in ``auto``."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": LATENCY, "INFERENCE_NUM_THREADS": thread_count(threads)}
-    if mode == "f32":
+    if mode in ("f32", "sparse"):
         config["INFERENCE_PRECISION_HINT"] = FLOAT32
     return config
 
@@ -109,6 +121,31 @@ def compiled_facts(compiled: Any, mode: str) -> dict[str, str]:
         "execution_devices": ",".join(compiled.get_property("EXECUTION_DEVICES")),
         IN_EFFECT: f"OpenVINO CPU plugin, {precision}",
     }
+
+
+def zero_share(weights: dict[str, np.ndarray]) -> float:
+    """The share of zeros among the weights' ``.weight`` tensors: the rate asked of the plugin."""
+    tensors = [np.asarray(w) for k, w in weights.items() if k.endswith(".weight")]
+    total = sum(t.size for t in tensors)
+    return sum(t.size - int(np.count_nonzero(t)) for t in tensors) / total if total else 0.0
+
+
+def sparse_primitives(compiled: Any) -> str:
+    """From the executed graph: the nodes whose primitive is a sparse one, or "none" with what ran instead."""
+    rate = compiled.get_property(SPARSE_RATE)
+    kinds: dict[str, list[str]] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        layer = str(info["layerType"]) if "layerType" in info else op.get_type_name()
+        if layer in ("FullyConnected", "Convolution", "MatMul"):
+            primitive = str(info["primitiveType"]) if "primitiveType" in info else "?"
+            kinds.setdefault(primitive, []).append(op.get_friendly_name())
+    sparse = {k: v for k, v in kinds.items() if "sparse" in k.lower()}
+    if sparse:
+        return f"rate {rate}: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(sparse.items()))
+    ran = ", ".join(f"{k} ({len(v)})" for k, v in sorted(kinds.items()))
+    return (f"none: {SPARSE_RATE} read back {rate}, but no executed conv or dense node has a sparse primitive "
+            f"(they ran {ran}); the plugin decompresses sparse weights only with AMX and int8 weights")  # fmt: skip
 
 
 def count_params(model: Any) -> tuple[int, int]:

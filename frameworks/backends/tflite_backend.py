@@ -1,9 +1,15 @@
 """TFLite (LiteRT): the TensorFlow lowering converted to a float32 ``.tflite`` flatbuffer, run by
 LiteRT's interpreter with the XNNPACK delegate.
 
-Mode:
+Modes:
 - ``xnnpack``: the interpreter's builtin kernels with its default delegate, XNNPACK, which takes
-  over every node it supports when the tensors are allocated; ``num_threads`` is the cell's count.
+  over every node it supports when the tensors are allocated; ``num_threads`` is the cell's count;
+- ``sparse`` (pruned weights only: the ``prune`` transform): converted with
+  ``Optimize.EXPERIMENTAL_SPARSITY``, which stores sparse weights sparse in the flatbuffer. Whether a
+  sparse kernel runs is read from the interpreter's own graph: a weight the converter could not keep in
+  a form TFLite's sparse kernels take (unstructured zeros; those kernels take 1x4 blocks) comes back
+  through a ``DENSIFY`` op before its layer, and XNNPACK's own sparse inference is not offered on x86
+  CPUs with AVX. Without a sparse weight left at run time the cell is skipped with what the graph holds.
 
 Conversion happens in ``build``, in the cell's own process: ``tensorflow_backend.to_keras`` (the
 Keras model the TensorFlow column times, with its NCHW-to-NHWC ``Permute`` and its permuted dense
@@ -48,11 +54,17 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ..environment import thread_count
 from ..models import BatchNorm, Conv, Layer, ModelSpec
 from . import tensorflow_backend
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import IN_EFFECT, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo
 
 FRAMEWORK = FrameworkInfo(
-    name="tflite", title="TFLite (LiteRT)", import_name="ai_edge_litert", modes=("xnnpack",), devices=("cpu",)
+    name="tflite",
+    title="TFLite (LiteRT)",
+    import_name="ai_edge_litert",
+    modes=("xnnpack", "sparse"),
+    devices=("cpu",),
+    transform_modes=(("sparse", "prune"),),
 )
+DENSIFY_OP = "DENSIFY"
 RESOLVER = OpResolverType.BUILTIN  # builtin kernels plus the default delegate (XNNPACK)
 DELEGATE_OP = "DELEGATE"
 
@@ -84,11 +96,11 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     FRAMEWORK.check(options)
     model = tensorflow_backend.to_keras(spec, weights)
     params, buffers = tensorflow_backend.count_params(model)
-    flatbuffer = convert(model, (options.batch, *spec.input_shape))
+    flatbuffer = convert(model, (options.batch, *spec.input_shape), sparse=options.mode == "sparse")
     del model
     constants = flatbuffer_constants(flatbuffer)
     expected = folded_constants(spec)
-    if constants != expected:
+    if constants != expected and options.mode != "sparse":  # sparse storage keeps fewer values: said below
         raise RuntimeError(f"the flatbuffer holds {constants} float32 constants; the spec folded as the "
                            f"converter folds it has {expected}")  # fmt: skip
     interpreter, threads = make_interpreter(flatbuffer, thread_count(options.threads))
@@ -104,10 +116,12 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
         "xnnpack_threads": str(threads),
         IN_EFFECT: "XNNPACK" if whole else in_effect(len(partitions)),
     })  # fmt: skip
+    if options.mode == "sparse":
+        _state[SPARSE_KERNELS] = sparse_weights(interpreter, flatbuffer)
     return Built(_forward(interpreter), params=params, buffers=buffers, threads=threads)
 
 
-def convert(model: keras.Model, input_shape: tuple[int, ...]) -> bytes:
+def convert(model: keras.Model, input_shape: tuple[int, ...], *, sparse: bool = False) -> bytes:
     """The Keras model as a float32 TFLite flatbuffer with a static input of ``input_shape``.
 
     The converter saves the model to a temporary SavedModel first and prints what it captured:
@@ -116,10 +130,34 @@ def convert(model: keras.Model, input_shape: tuple[int, ...]) -> bytes:
     inputs = keras.Input(batch_shape=input_shape, dtype="float32")
     fixed = keras.Model(inputs, model(inputs), name=f"{model.name}_batch{input_shape[0]}")
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
-    converter.optimizations = []
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     converter.target_spec.supported_types = [tf.float32]
     with contextlib.redirect_stdout(sys.stderr):
         return bytes(converter.convert())
+
+
+def sparse_weights(interpreter: Interpreter, flatbuffer: bytes) -> str:
+    """What the interpreter's graph says of sparse weights: those a builtin kernel reads sparse (TFLite's
+    sparse FULLY_CONNECTED), or "none" with the DENSIFY ops that make each dense before its layer runs."""
+    ops = interpreter._get_ops_details()
+    stored = sparse_tensors(flatbuffer)
+    densify = {int(i) for op in ops if op["op_name"] == DENSIFY_OP for i in op["inputs"]}
+    direct = {int(i): op["op_name"] for op in ops if op["op_name"] not in (DENSIFY_OP, DELEGATE_OP)
+              for i in op["inputs"]}  # fmt: skip
+    live = [f"{stored[i]} ({direct[i]})" for i in stored if i in direct and i not in densify]
+    if live:
+        return f"{len(live)} of {len(stored)} sparse-stored weight(s) read sparse: {', '.join(live)}"
+    return (f"none: {len(stored)} weight(s) stored sparse in the {len(flatbuffer)}-byte flatbuffer; "
+            f"{len(densify & set(stored))} of them go through a DENSIFY op that makes them dense before their "
+            "layer runs, and no builtin kernel reads one sparse")  # fmt: skip
+
+
+def sparse_tensors(flatbuffer: bytes) -> dict[int, str]:
+    """The flatbuffer's tensors that carry sparsity parameters (stored sparse), by index."""
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    graph = model.subgraphs[0]
+    return {i: (t.name.decode() if isinstance(t.name, bytes) else str(t.name))
+            for i, t in enumerate(graph.tensors) if t.sparsity is not None}  # fmt: skip
 
 
 def flatbuffer_constants(flatbuffer: bytes) -> int:

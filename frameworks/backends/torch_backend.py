@@ -39,7 +39,7 @@ FRAMEWORK = FrameworkInfo(
     import_name="torch",
     modes=("eager", "jit", "compile", "sparse"),
     devices=("cpu", "cuda"),
-    mode_pairs=(("eager", "jit"), ("eager", "compile"), ("eager", "sparse")),
+    mode_pairs=(("eager", "jit"), ("eager", "compile")),  # sparse vs eager: the reports' sparse comparison
     train_modes=("eager", "compile"),
     transform_modes=(("sparse", "prune"),),
 )
