@@ -165,3 +165,18 @@ def _pruned(spec: object) -> dict[str, np.ndarray]:
     from frameworks.weights import generate_weights
 
     return magnitude_prune(MODELS["lenet5"], generate_weights(MODELS["lenet5"]), 0.9).weights
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_pruned_weights_point_by_point(tmp_path: Path) -> None:
+    """Any scenario runs any transform: a throughput sweep's points (each in a process of its own) run the pruned
+    weights, each verified against their own reference at its batch size."""
+    out = tmp_path / "r.jsonl"
+    args = ["--framework", "numpy", "--model", "lenet5", "--scenario", "throughput", "--batches", "1", "3",
+            "--iterations", "2", "--min-time", "0", "--transforms", "prune", "--sparsities", "0.9"]  # fmt: skip
+    args += ["--output", str(out)]
+    assert predict.main(args) == 0
+    (result,) = (Result.from_json(line) for line in out.read_text().splitlines())
+    assert [(p.batch, p.status, p.verified) for p in result.points] == [(1, "ok", True), (3, "ok", True)]
+    assert result.transform is not None and result.transform.sparsity == 0.9 and result.measurement is None
+    assert all(p.accuracy is not None and p.accuracy > 0.8 for p in result.points)
