@@ -241,11 +241,15 @@ def _reference_on(spec: ModelSpec, weights: Weights, batch: int, seed: int) -> n
 
 
 def _evaluation(batch: int) -> Callable[[Callable[[np.ndarray], np.ndarray]], float]:
-    """Test accuracy of the built forward over the 10,000 Fashion-MNIST test images, at the cell's batch."""
-    from .datasets import test_split
+    """Test accuracy of the built forward over the 10,000 Fashion-MNIST test images, at the cell's batch: the
+    images the runner handed over with transformed weights (its images need not hold the dataset), else the
+    dataset's own files."""
+    from .datasets import Split, test_split
+    from .inputs import handed_test_split
     from .training import accuracy
 
-    test = test_split()
+    handed = handed_test_split()
+    test = Split(*handed) if handed is not None else test_split()
     return lambda forward: accuracy(forward, test, batch)
 
 

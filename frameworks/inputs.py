@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npy"
-FORMAT = 1
+TEST_X, TEST_Y = "test_x.npy", "test_y.npy"  # the test split, for transformed trained weights (accuracy in the cell)
+FORMAT = 2  # 2: transformed trained weights come with the test split
 
 
 class InputsMismatch(RuntimeError):
@@ -105,6 +106,11 @@ def write_inputs(
     for key, array in weights.items():
         files[f"{key}.npy"] = _save(directory / f"{key}.npy", array)
     files[REFERENCE] = _save(directory / REFERENCE, compute_reference(network, batch, seed, weights))
+    if record is not None and record.source == "trained":  # the cell measures test accuracy: images lack the dataset
+        from .datasets import test_split
+
+        test = test_split()
+        files[TEST_X], files[TEST_Y] = _save(directory / TEST_X, test.x), _save(directory / TEST_Y, test.y)
     manifest: dict[str, object] = {"format": FORMAT, "model": spec.name, "seed": seed, "batch": batch, "files": files}
     if record is not None:
         manifest["transform"] = asdict(record)
@@ -219,6 +225,16 @@ def _reference_prefix(handed: Handed, batch: int) -> np.ndarray:
     if reference.shape[0] < batch:
         raise InputsMismatch(f"inputs: the reference holds {reference.shape[0]} images, batch {batch} needs more")
     return reference[:batch]
+
+
+def handed_test_split() -> tuple[np.ndarray, np.ndarray] | None:
+    """The test images and labels the runner handed with transformed trained weights, or None (checked by sha256)."""
+    if _handed is None:
+        return None
+    files = _handed.manifest().get("files")
+    if not isinstance(files, dict) or TEST_X not in files:
+        return None
+    return _handed.load(TEST_X), _handed.load(TEST_Y)
 
 
 def handed_transformed(

@@ -129,6 +129,8 @@ def test_the_runner_s_inputs_carry_the_transform_and_are_checked(tmp_path: Path)
         assert handed is not None
         weights, reference, record = handed
         assert record.weights_sha256 == weights_sha256(weights) and reference.shape[0] == 1
+        test = inputs_module.handed_test_split()  # the cell measures accuracy where its image has no dataset
+        assert test is not None and test[0].shape == (10000, 1, 32, 32) and test[1].shape == (10000,)
         other = TransformPoint("prune", PruneConfig(0.9))
         assert inputs_module.handed_transformed(other, network, 1, 0) is None  # not these weights
     finally:
