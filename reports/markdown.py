@@ -89,7 +89,7 @@ def _matrix(report: Report) -> str:
 
 def empty_matrix(report: Report) -> str:
     if report.run.results:
-        return "No latency cell in this run: its other scenarios have sections of their own below."
+        return "No untransformed latency cell in this run: its other cells have sections of their own below."
     return "No cell could be read from results.jsonl."
 
 

@@ -295,7 +295,7 @@ def test_chromium_renders_the_sweep_sections(chromium: str, tmp_path: Path) -> N
     page = _dom_text(chromium, tmp_path / "profile", html)
     text = page.joined_text
     for needle in (
-        "No latency cell in this run",
+        "No untransformed latency cell in this run",
         "Throughput over batch size",
         "cpu-numpy-openblas / im2col",
         "2,849 img/s median 0.351 ms/batch",

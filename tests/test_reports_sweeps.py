@@ -210,7 +210,7 @@ def test_an_unregistered_scenario_without_points_is_noted_not_drawn() -> None:
     report = build_report(Run(GOLDEN_RUN, None, (odd,), ()))
     assert report.sweeps == () and report.matrix == ()
     assert "1 result(s) of scenario 'mystery' have no points to show: not shown" in report.notes
-    assert "No latency cell in this run" in render_markdown(report)
+    assert "No untransformed latency cell in this run" in render_markdown(report)
     render_html(report)  # and nothing crashes
 
 
@@ -256,7 +256,7 @@ def test_a_run_of_sweeps_only_renders(tmp_path: Path) -> None:
     report = build_report(load_run(sweeps_only_run(tmp_path)))
     assert report.cells == () and report.matrix == () and report.groups == ()
     markdown = render_markdown(report)
-    assert "No latency cell in this run" in markdown and "## Per model" not in markdown
+    assert "No untransformed latency cell in this run" in markdown and "## Per model" not in markdown
     assert "## Throughput over batch size" in markdown and "## Thread scaling" in markdown
     html = render_html(report)
     assert 'id="latency"' not in html and 'id="sweep-0"' in html and 'id="sweep-1"' in html

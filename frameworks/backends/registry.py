@@ -187,8 +187,10 @@ class FrameworkInfo:
             raise ValueError(f"unknown device {options.device!r}; valid devices: {', '.join(self.devices)}")
 
     def comparisons(self) -> tuple[tuple[str, str], ...]:
-        """The mode pairs to compare: the declared ones, else each mode against the first."""
-        return self.mode_pairs or tuple((self.modes[0], m) for m in self.modes[1:])
+        """The mode pairs to compare: the declared ones, else each mode against the first (a mode that runs on
+        a transform's weights only, a sparse mode, is compared where that transform's cells are)."""
+        only = dict(self.transform_modes)
+        return self.mode_pairs or tuple((self.modes[0], m) for m in self.modes[1:] if m not in only)
 
 
 FRAMEWORKS: Registry[FrameworkInfo] = Registry("framework")

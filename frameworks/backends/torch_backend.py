@@ -43,7 +43,10 @@ FRAMEWORK = FrameworkInfo(
     train_modes=("eager", "compile"),
     transform_modes=(("sparse", "prune"),),
 )
-_SPARSE_LAYOUTS = (torch.sparse_csr, torch.sparse_csc, torch.sparse_coo, torch.sparse_bsr)
+# (the caffe2 image's old torch imports this module too: it lacks the newer layouts)
+_SPARSE_LAYOUTS = tuple(
+    getattr(torch, n) for n in ("sparse_csr", "sparse_csc", "sparse_coo", "sparse_bsr") if hasattr(torch, n)
+)
 _sparse_facts: dict[str, str] = {}  # the last sparse build's probe, read by build_facts
 CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)

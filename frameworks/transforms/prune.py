@@ -60,6 +60,8 @@ def apply(spec: ModelSpec, seed: int, config: TransformConfig) -> Prepared:
                             counted_sparsity(net, committed))  # fmt: skip
         pruned = magnitude_prune(net, trained_weights(net), config.sparsity)
         facts = {"fine_tuned": "no (off the committed schedule: one-shot pruning of the trained weights)"}
+        if config.sparsity == 0:
+            facts = {"fine_tuned": "no: the committed trained weights, nothing pruned"}
     else:
         pruned, facts = _canonical(net, generate_weights(net, seed), config.sparsity)
     if pruned.spared:
