@@ -253,6 +253,15 @@ def _evaluation(batch: int) -> Callable[[Callable[[np.ndarray], np.ndarray]], fl
     return lambda forward: accuracy(forward, test, batch)
 
 
+def build_options(request: CellRequest, batch: int) -> BuildOptions:
+    """What the backend builds: a build-level transform travels in the options (weights-level ones are weights)."""
+    point = request.transform
+    build_level = point.name != NONE and point.transform.level == "build"
+    transform = point.name if build_level else NONE
+    settings = tuple(point.config.to_strings().items()) if build_level else ()
+    return BuildOptions(request.mode, request.device, request.threads, batch, transform, settings)
+
+
 def _timed_call(forward: Callable[[np.ndarray], object], x: np.ndarray) -> float:
     start = time.perf_counter_ns()
     forward(x)
@@ -275,7 +284,7 @@ def measure_forward(
     """
     if inputs is None:
         inputs = cell_inputs(request, spec, batch)
-    options = BuildOptions(request.mode, request.device, request.threads, batch)
+    options = build_options(request, batch)
     built = backend.build(spec, inputs.weights, options)
     x0 = verification_input(spec, batch, request.seed)
     start = time.perf_counter_ns()

@@ -248,7 +248,7 @@ def test_jax_predicts_with_its_threads_and_kernels_recorded(jb):
                        "--iterations", "3", "--warmup", "1", "--min-time", "0", "--output", "-")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["status"] == "ok" and result["verified"] and result["threads_in_use"] == 1
+    assert result["status"] == "ok" and result["verified"] and result["points"][0]["threads_in_use"] == 1
     build = result["build"]
     assert build["pool_threads"] == "1" and build[IN_EFFECT] and "xla_kernels" in build
 
@@ -555,5 +555,5 @@ def test_paddle_predicts_in_its_own_environment(pd_python):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["verified"] and result["framework"] == "paddle"
-    assert result["threads_in_use"] == 1 and result["params"] == get_model("lenet5").params
+    assert result["points"][0]["threads_in_use"] == 1 and result["params"] == get_model("lenet5").params
     assert result["build"][IN_EFFECT] == "MKL"  # FLAGS_use_onednn unset: Paddle's default is off

@@ -182,3 +182,16 @@ def test_a_sweep_runs_on_pruned_weights_point_by_point(tmp_path: Path) -> None:
     assert [(p.batch, p.status, p.verified) for p in result.points] == [(1, "ok", True), (3, "ok", True)]
     assert result.transform is not None and result.transform.sparsity == 0.9 and result.measurement is None
     assert all(p.accuracy is not None and p.accuracy > 0.8 for p in result.points)
+
+
+def test_a_build_level_transform_reaches_the_backend_in_its_build_options() -> None:
+    from frameworks.harness import build_options
+    from frameworks.transforms import TRANSFORMS, Transform, TransformConfig, register_transform
+
+    with TRANSFORMS.temporary():
+        register_transform(Transform(name="int4", summary="a toy build-level transform", level="build"))
+        built = build_options(
+            CellRequest("numpy", "lenet5", "im2col", transform=TransformPoint("int4", TransformConfig())), 4
+        )
+        pruned = build_options(CellRequest("numpy", "lenet5", "im2col", transform=PRUNE_05), 1)
+    assert (built.transform, built.batch) == ("int4", 4) and pruned.transform == NONE and pruned.transform_config == ()
