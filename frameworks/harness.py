@@ -322,16 +322,12 @@ def measure_forward(
     return Measured(measurement, facts, inputs.transformed)
 
 
-def request_mode(base: Result) -> str:
-    return f"{base.framework} {base.mode}"
-
-
 def measured_result(base: Result, measured: Measured) -> Result:
     """A one-measurement cell's result (latency): the measurement, and the cell's verdict, which is its."""
     m = measured.measurement
     sparse = measured.facts.get(SPARSE_KERNELS)
     if sparse is not None and sparse.startswith("none"):  # never a dense timing labelled sparse
-        why = f"no sparse kernel ran ({request_mode(base)}): {sparse}"
+        why = f"no sparse kernel ran ({base.framework} {base.mode}): {sparse}"
         return replace(base, status="skipped", build={**base.build, **measured.facts}, transform=measured.transformed,
                        error=why, finished_at=utc_now())  # fmt: skip
     return replace(

@@ -10,7 +10,9 @@ deep-learning framework.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import importlib
+import pkgutil
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -59,3 +61,12 @@ class Registry(Mapping[str, T], Generic[T]):
         finally:
             self._entries.clear()
             self._entries.update(saved)
+
+
+def discover(package: str, path: Iterable[str], first: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+    """Import every module of a plugin package (each registers itself): ``first`` in that order, then the
+    rest by name; ``skip`` names modules that are not plugins. Scenarios and transforms are found so."""
+    names = sorted(m.name for m in pkgutil.iter_modules(list(path)) if m.name not in skip)
+    names.sort(key=lambda n: first.index(n) if n in first else len(first))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")

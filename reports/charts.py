@@ -342,13 +342,7 @@ def sweep_chart(
     sizes), an optional dashed linear-scaling line, unverified points ringed in red, legend below."""
     with matplotlib.rc_context(STYLE):
         xs = sorted({x for line in lines for x in line.xs})
-        entries = len(lines) + int(ideal) + int(any(any(line.unverified) for line in lines))
-        legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
-        height = 3.0 + legend_in
-        fig = Figure(figsize=(WIDTH_IN, height))
-        fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
-        ax = fig.add_subplot()
-        _sweep_lines(ax, lines)
+        fig, ax = _lines_figure(lines, extra_entries=int(ideal))
         if ideal and xs:
             ax.plot(xs, [x / xs[0] for x in xs], color="#444", linestyle="--", linewidth=1, label="linear scaling")
         log_y = _sweep_axes(ax, xs, log2_x, [y for line in lines for y in line.ys], ideal)
@@ -357,6 +351,18 @@ def sweep_chart(
         handles, labels = ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
         return to_svg(fig, prefix)
+
+
+def _lines_figure(lines: Sequence[Line], extra_entries: int = 0) -> tuple[Figure, Axes]:
+    """A figure sized for its legend below (two entries a row), with each row drawn: sweeps and sparsity alike."""
+    entries = len(lines) + extra_entries + int(any(any(line.unverified) for line in lines))
+    legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
+    height = 3.0 + legend_in
+    fig = Figure(figsize=(WIDTH_IN, height))
+    fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
+    ax = fig.add_subplot()
+    _sweep_lines(ax, lines)
+    return fig, ax
 
 
 def _sweep_lines(ax: Axes, lines: Sequence[Line]) -> None:
@@ -459,13 +465,7 @@ def sparsity_chart(lines: Sequence[Line], *, y_label: str, prefix: str, from_zer
     the values span much); accuracy does not (the points of interest lie within a few percent of each other)."""
     with matplotlib.rc_context(STYLE):
         xs = sorted({x for line in lines for x in line.xs})
-        entries = len(lines) + int(any(any(line.unverified) for line in lines))
-        legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
-        height = 3.0 + legend_in
-        fig = Figure(figsize=(WIDTH_IN, height))
-        fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
-        ax = fig.add_subplot()
-        _sweep_lines(ax, lines)
+        fig, ax = _lines_figure(lines)
         ax.set_xticks(xs, [f"{x:.2f}" for x in xs])
         finite = [y for line in lines for y in line.ys if np.isfinite(y) and y > 0]
         log_y = from_zero and use_log(finite, None)

@@ -3,7 +3,7 @@
 In the style of optimum-benchmark's scenario/backend split: a scenario owns its measurement loop
 and a frozen config dataclass that validates itself; a framework backend only builds a model and
 runs it. Every module of this package defines ``SCENARIO = register_scenario(Scenario(...))``
-and is imported by ``_discover`` below, so adding a kind of measurement is adding one module.
+and is imported by ``registry.discover`` below, so adding a kind of measurement is adding one module.
 The modules import NumPy and the harness only inside their ``measure`` functions: the host lists
 scenarios and builds their configs without either.
 
@@ -14,13 +14,11 @@ scenarios and builds their configs without either.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ..registry import Registry
+from ..registry import Registry, discover
 from .config import ScenarioConfig
 
 if TYPE_CHECKING:
@@ -79,14 +77,7 @@ def list_scenarios() -> list[str]:
     return list(SCENARIOS)
 
 
-def _discover() -> None:
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "config")
-    names.sort(key=lambda n: _FIRST.index(n) if n in _FIRST else len(_FIRST))
-    for name in names:
-        importlib.import_module(f"{__name__}.{name}")
-
-
-_discover()
+discover(__name__, __path__, _FIRST, skip=("config",))
 
 __all__ = [
     "DEFAULT_SCENARIO",

@@ -12,7 +12,7 @@ pruned cell is never paired with a dense one by accident. There are two levels:
   lists the ones a backend supports, and a cell it cannot run is a skipped cell with the reason.
 
 Every module of this package defines ``TRANSFORM = register_transform(Transform(...))`` and is
-imported by ``_discover`` below: adding a transform is adding one module. Like the scenarios, the
+imported by ``registry.discover`` below: adding a transform is adding one module. Like the scenarios, the
 modules import NumPy only inside their functions: the host lists transforms and parses their
 options without it. ``none`` is the model as specified (canonical, or the latency scenario's
 trained weights); its cells keep the keys they had before transforms existed.
@@ -21,14 +21,12 @@ trained weights); its cells keep the keys they had before transforms existed.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from ..compat import type_hints
-from ..registry import Registry
+from ..registry import Registry, discover
 from ..scenarios.config import flag, parse_value
 
 if TYPE_CHECKING:
@@ -164,15 +162,7 @@ NO_POINT = TransformPoint(NONE, TransformConfig())
 
 _FIRST = (NONE,)
 
-
-def _discover() -> None:
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__))
-    names.sort(key=lambda n: _FIRST.index(n) if n in _FIRST else len(_FIRST))
-    for name in names:
-        importlib.import_module(f"{__name__}.{name}")
-
-
-_discover()
+discover(__name__, __path__, _FIRST)
 
 __all__ = [
     "BUILD",
