@@ -299,3 +299,18 @@ class LoadMeter:
             return None
         other = (busy - self._busy) - (own - self._own)
         return max(other, 0.0) / (wall - self._wall)
+
+
+# The extensions that decide int8 speed on x86: VNNI (a u8 x s8 dot product in one instruction, in AVX-512
+# or AVX form) and AMX's int8 tiles; without them int8 kernels widen through VPMADDUBSW/VPMADDWD.
+INT8_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_flags() -> tuple[str, ...]:
+    """The int8-deciding extensions this CPU has (``INT8_FLAGS``), as /proc/cpuinfo names them."""
+    have = set(machine().flags)
+    return tuple(f for f in INT8_FLAGS if f in have)
+
+
+def has_vnni() -> bool:
+    return any(f in int8_flags() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))

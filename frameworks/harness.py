@@ -35,6 +35,7 @@ import numpy as np
 
 from .backends.registry import (
     FLOAT32,
+    INT8_KERNELS,
     PRECISION,
     SPARSE_KERNELS,
     Backend,
@@ -57,6 +58,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where ``python -m frame
 # How often the OOM killer struck in this process's memory cgroup (a container's own): the line
 # "oom_kill N" of cgroup v2's memory.events, or of cgroup v1's memory.oom_control.
 OOM_COUNTERS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+
+
+# The build facts a framework fills from inside with the kernels that ran; "none: why" makes the cell skipped.
+KERNEL_PROOFS = {SPARSE_KERNELS: "sparse", INT8_KERNELS: "int8"}
 
 
 class CudaUnavailable(RuntimeError):
@@ -114,11 +119,11 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
                        f"give --transforms {needs}")  # fmt: skip
     spec = transform.network(network, request.transform.config)
     base = base_result(request, spec, scenario, config)
-    if not info.supports(transform.name, transform.level):
+    if not info.supports(transform.name, transform.level, request.transform.config.to_strings()):
         supported = ", ".join(info.transforms) or "none"
         return replace(base, status="skipped", finished_at=utc_now(),
-                       error=f"{request.framework} does not run the {transform.name} transform "
-                       f"(its build-level transforms: {supported})")  # fmt: skip
+                       error=f"{request.framework} does not run the {transform.name} transform as asked "
+                       f"({request.transform.label()}; it runs: {supported})")  # fmt: skip
     try:
         return scenario.measure(request, spec, config, base)
     except CudaUnavailable:
@@ -179,6 +184,9 @@ class CellInputs:
     reference: np.ndarray
     evaluate: Callable[[Callable[[np.ndarray], np.ndarray]], float] | None = None
     transformed: Transformed | None = None
+    tolerance: float | None = None  # the transform's, where it says how close the output must be (int8)
+    x0: np.ndarray | None = None  # the verification input, where the transform verifies on test images
+    data: dict[str, np.ndarray] | None = None  # what a build-level transform hands the backend (calibration)
 
 
 def cell_inputs(request: CellRequest, spec: ModelSpec, batch: int, *, trained: bool = False) -> CellInputs:
@@ -202,15 +210,51 @@ def transformed_inputs(request: CellRequest, spec: ModelSpec, batch: int) -> Cel
     point = request.transform
     handed = handed_transformed(point, spec, batch, request.seed)
     if handed is not None:
-        weights, reference, record = handed
+        weights, reference, record, arrays = handed
     else:
         prepared = point.transform.apply
         if prepared is None:
             raise ValueError(f"the {point.name} transform makes no weights")
         made = prepared(get_model(request.model), request.seed, point.config)
-        weights, record = made.weights, transformed_record(point, made)
-        reference = _reference_on(spec, weights, batch, request.seed)
-    return CellInputs(weights, reference, _evaluation(batch) if record.source == "trained" else None, record)
+        weights, record, arrays = made.weights, transformed_record(point, made), made.arrays
+        reference = transform_reference(point, spec, weights, arrays, batch, request.seed, record.source == "trained")
+    tolerance = point.transform.tolerance
+    bound = tolerance(spec, dict(weights), arrays, point.config, reference) if tolerance is not None else None
+    trained = record.source == "trained"
+    evaluate = _evaluation(batch) if trained else None
+    x0 = transform_input(point, spec, batch, request.seed, trained)
+    return CellInputs(weights, reference, evaluate, record, bound, x0, arrays or None)
+
+
+def transform_input(point: TransformPoint, spec: ModelSpec, batch: int, seed: int, trained: bool) -> np.ndarray:
+    """The verification input of a transform's cell: the first test images for trained weights where the
+    transform says so (a quantized model's output on noise outside its calibrated range says nothing), else
+    the seeded one."""
+    if trained and point.transform.verify_on_test_images:
+        from .datasets import test_split
+        from .inputs import handed_test_split
+
+        handed = handed_test_split()
+        images = handed[0] if handed is not None else test_split().x
+        return np.ascontiguousarray(images[:batch], dtype=np.float32)
+    return verification_input(spec, batch, seed)
+
+
+def transform_reference(
+    point: TransformPoint, spec: ModelSpec, weights: Weights, arrays: dict[str, np.ndarray], batch: int, seed: int,
+    trained: bool = False,
+) -> np.ndarray:  # fmt: skip
+    """What a transform's cell is checked against on its verification input: its own reference (int8's), else
+    the float64 reference on its weights (image by image: a batch's is a prefix of a larger batch's)."""
+    from .backends.numpy_backend import reference_forward
+
+    x = transform_input(point, spec, batch, seed, trained)
+    own = point.transform.reference
+    out = own(spec, dict(weights), arrays, point.config, x) if own is not None else None
+    if out is None:
+        out = np.concatenate([reference_forward(spec, weights, x[i : i + 1]) for i in range(batch)])
+    out.setflags(write=False)
+    return out
 
 
 def transformed_record(point: TransformPoint, made: object) -> Transformed:
@@ -253,13 +297,15 @@ def _evaluation(batch: int) -> Callable[[Callable[[np.ndarray], np.ndarray]], fl
     return lambda forward: accuracy(forward, test, batch)
 
 
-def build_options(request: CellRequest, batch: int) -> BuildOptions:
-    """What the backend builds: a build-level transform travels in the options (weights-level ones are weights)."""
+def build_options(request: CellRequest, batch: int, data: dict[str, np.ndarray] | None = None) -> BuildOptions:
+    """What the backend builds: a build-level transform travels in the options with its data (calibration
+    images); weights-level ones are weights."""
     point = request.transform
     build_level = point.name != NONE and point.transform.level == "build"
     transform = point.name if build_level else NONE
     settings = tuple(point.config.to_strings().items()) if build_level else ()
-    return BuildOptions(request.mode, request.device, request.threads, batch, transform, settings)
+    handed = dict(data or {}) if build_level else {}
+    return BuildOptions(request.mode, request.device, request.threads, batch, transform, settings, handed)
 
 
 def _timed_call(forward: Callable[[np.ndarray], object], x: np.ndarray) -> float:
@@ -284,15 +330,15 @@ def measure_forward(
     """
     if inputs is None:
         inputs = cell_inputs(request, spec, batch)
-    options = build_options(request, batch)
+    options = build_options(request, batch, inputs.data)
     built = backend.build(spec, inputs.weights, options)
-    x0 = verification_input(spec, batch, request.seed)
+    x0 = inputs.x0 if inputs.x0 is not None else verification_input(spec, batch, request.seed)
     start = time.perf_counter_ns()
     first = built.forward(x0)
     first_s = (time.perf_counter_ns() - start) * 1e-9
     # Read after the first inference: a framework that compiles lazily (jax.jit) picks its kernels then.
     facts = backend.build_facts()
-    check = compare(first, inputs.reference, spec.tolerance)
+    check = compare(first, inputs.reference, inputs.tolerance or spec.tolerance)
     warm_rng = np.random.default_rng([request.seed, 1])
     warmup = tuple(_timed_call(built.forward, make_input(spec, batch, warm_rng)) for _ in range(timing.warmup))
     samples, load = _time_loop(built.forward, spec, batch, request.seed, timing)
@@ -325,11 +371,12 @@ def measure_forward(
 def measured_result(base: Result, measured: Measured) -> Result:
     """A one-measurement cell's result (latency): the measurement, and the cell's verdict, which is its."""
     m = measured.measurement
-    sparse = measured.facts.get(SPARSE_KERNELS)
-    if sparse is not None and sparse.startswith("none"):  # never a dense timing labelled sparse
-        why = f"no sparse kernel ran ({base.framework} {base.mode}): {sparse}"
-        return replace(base, status="skipped", build={**base.build, **measured.facts}, transform=measured.transformed,
-                       error=why, finished_at=utc_now())  # fmt: skip
+    for fact, kind in KERNEL_PROOFS.items():
+        proof = measured.facts.get(fact)
+        if proof is not None and proof.startswith("none"):  # never a dense timing labelled sparse, float as int8
+            why = f"no {kind} kernel ran ({base.framework} {base.mode}): {proof}"
+            return replace(base, status="skipped", build={**base.build, **measured.facts},
+                           transform=measured.transformed, error=why, finished_at=utc_now())  # fmt: skip
     return replace(
         base,
         status="ok",

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npy"
 TEST_X, TEST_Y = "test_x.npy", "test_y.npy"  # the test split, for transformed trained weights (accuracy in the cell)
-FORMAT = 2  # 2: transformed trained weights come with the test split
+FORMAT = 3  # 2: transformed trained weights come with the test split; 3: a transform's data (data.<name>.npy)
+DATA = "data."
 
 
 class InputsMismatch(RuntimeError):
@@ -97,15 +98,22 @@ def write_inputs(
         return directory, current
     directory.mkdir(parents=True, exist_ok=True)
     record = None
+    arrays: dict[str, np.ndarray] = {}
     if point is not None and apply is not None:
+        from .harness import transform_reference
+
         made = apply(spec, seed, point.config)
-        weights, record = made.weights, transformed_record(point, made)
+        weights, record, arrays = made.weights, transformed_record(point, made), made.arrays
+        reference = transform_reference(point, network, weights, arrays, batch, seed, record.source == "trained")
     else:
         weights = generate_weights(spec, seed)
+        reference = compute_reference(network, batch, seed, weights)
     files: dict[str, str] = {}
     for key, array in weights.items():
         files[f"{key}.npy"] = _save(directory / f"{key}.npy", array)
-    files[REFERENCE] = _save(directory / REFERENCE, compute_reference(network, batch, seed, weights))
+    for name, array in arrays.items():  # a transform's data (int8: calibration images and scales)
+        files[f"{DATA}{name}.npy"] = _save(directory / f"{DATA}{name}.npy", array)
+    files[REFERENCE] = _save(directory / REFERENCE, reference)
     if record is not None and record.source == "trained":  # the cell measures test accuracy: images lack the dataset
         from .datasets import test_split
 
@@ -239,8 +247,8 @@ def handed_test_split() -> tuple[np.ndarray, np.ndarray] | None:
 
 def handed_transformed(
     point: TransformPoint, network: ModelSpec, batch: int, seed: int
-) -> tuple[dict[str, np.ndarray], np.ndarray, Transformed] | None:
-    """A weights-level transform's weights, reference and record from the handed directory, or None when
+) -> tuple[dict[str, np.ndarray], np.ndarray, Transformed, dict[str, np.ndarray]] | None:
+    """A transform's weights, reference, record and data from the handed directory, or None when
     none was handed for this model, seed and transform (the cell then makes them itself)."""
     from .result import parse_transformed
 
@@ -250,7 +258,10 @@ def handed_transformed(
     if record.name != point.name or record.config != point.config.to_strings():
         raise InputsMismatch(f"inputs: {_handed.directory} holds {record.name} {record.config}, not {point.label()}")
     weights = {key: _handed.load(f"{key}.npy") for key in network.tensors()}
-    return weights, _reference_prefix(_handed, batch), record
+    files = _handed.manifest().get("files")
+    names = [n for n in files if n.startswith(DATA)] if isinstance(files, dict) else []
+    arrays = {n[len(DATA) : -len(".npy")]: _handed.load(n) for n in names}
+    return weights, _reference_prefix(_handed, batch), record, arrays
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,8 @@ def add_transform_options(parser: argparse.ArgumentParser) -> None:
         hints = type_hints(transform.config)  # a value is parsed by the config: its error names the option
         for f in dataclasses.fields(transform.config):
             name = option_name(f)
-            text = f"{f.metadata.get('help', name)} (default {_text(f.default)}; the {transform.name} transform)"
+            default = " ".join(map(_text, f.metadata.get("defaults", [f.default])))
+            text = f"{f.metadata.get('help', name)} (default {default}; the {transform.name} transform)"
             kind = element_type(hints[f.name]).__name__  # parsed by the config, which names the option in its error
             group.add_argument(flag(name), dest=name, nargs="+", default=None, metavar=kind.upper(), help=text)
 
@@ -158,7 +159,8 @@ def transform_points(args: argparse.Namespace | Mapping[str, str]) -> list[Trans
 def _points_of(transform: Transform, given: Mapping[str, str]) -> list[TransformPoint]:
     """One point per combination of the transform's given values (its defaults where none were given)."""
     fields = dataclasses.fields(transform.config)
-    values = [given[option_name(f)].split() if option_name(f) in given else [None] for f in fields]
+    values = [given[option_name(f)].split() if option_name(f) in given else list(f.metadata.get("defaults", [None]))
+              for f in fields]  # fmt: skip
     points = []
     for combination in itertools.product(*values):
         strings = {f.name: v for f, v in zip(fields, combination) if v is not None}

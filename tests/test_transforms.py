@@ -127,7 +127,8 @@ def test_the_runner_s_inputs_carry_the_transform_and_are_checked(tmp_path: Path)
     try:
         handed = inputs_module.handed_transformed(PRUNE_05, network, 1, 0)
         assert handed is not None
-        weights, reference, record = handed
+        weights, reference, record, arrays = handed
+        assert arrays == {}
         assert record.weights_sha256 == weights_sha256(weights) and reference.shape[0] == 1
         test = inputs_module.handed_test_split()  # the cell measures accuracy where its image has no dataset
         assert test is not None and test[0].shape == (10000, 1, 32, 32) and test[1].shape == (10000,)

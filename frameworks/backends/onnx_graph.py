@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..quantization import INPUT as QINPUT
+from ..quantization import QuantParams, input_tensors
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
 
 OPSET = 17
@@ -108,3 +110,69 @@ def _lower(layer: Layer, x: str, y: str, shape_in: tuple[int, ...]) -> tuple[lis
     if isinstance(layer, Softmax):
         return [helper.make_node("Softmax", [x], [y], name=name, axis=1)], []
     raise TypeError(f"the ONNX lowering cannot lower {layer!r}")
+
+
+# --- the project's int8 model as one QDQ graph (frameworks.quantization) ------------------------------------
+
+
+def to_qdq(params: QuantParams) -> onnx.ModelProto:
+    """The project's int8 model as a QDQ graph: QuantizeLinear/DequantizeLinear pairs where the NumPy
+    quantizer put them, int8 weights and int32 biases as initializers behind a DequantizeLinear each.
+
+    The float ops between the pairs are the spec's own lowering (``_lower``) on the dequantized tensors, so
+    a runtime that fuses the pattern runs int8 kernels (QLinearConv, ...) and one that does not runs the same
+    arithmetic in float: the graph's meaning is ``quantization.int8_reference`` either way.
+    """
+    spec = params.spec
+    inputs = input_tensors(spec)
+    quantized = dict(params.activations)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def qdq(tensor: str, key: str, out: str) -> None:
+        scale, zero = quantized[key]
+        names = (f"{out}.scale", f"{out}.zero")
+        inits.extend([numpy_helper.from_array(np.array(scale, np.float32), names[0]),
+                      numpy_helper.from_array(np.array(zero, np.uint8), names[1])])  # fmt: skip
+        nodes.append(helper.make_node("QuantizeLinear", [tensor, *names], [f"{out}_q"], name=f"{out}_q"))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{out}_q", *names], [out], name=f"{out}_dq"))
+
+    def dq_param(key: str, values: np.ndarray, scale: np.ndarray) -> str:
+        zeros = np.zeros(scale.shape, values.dtype)
+        inits.extend([numpy_helper.from_array(values, f"{key}_quantized"),
+                      numpy_helper.from_array(scale.astype(np.float32), f"{key}.scale"),
+                      numpy_helper.from_array(zeros, f"{key}.zero")])  # fmt: skip
+        nodes.append(helper.make_node("DequantizeLinear", [f"{key}_quantized", f"{key}.scale", f"{key}.zero"],
+                                      [key], name=f"{key}_dq", axis=0))  # fmt: skip
+        return key
+
+    qdq(INPUT, QINPUT, "input_dq")
+    current = "input_dq"
+    for index, (layer, shape_in, _) in enumerate(spec.walk()):
+        last = index == len(spec.layers) - 1
+        raw = OUTPUT if last else f"{layer.name}_float"
+        layer_nodes, keys = _lower(layer, current, raw, shape_in)
+        for key in keys:
+            if key.endswith(".weight"):
+                dq_param(key, params.weight_int8(key), params.weight_scales[key])
+            else:  # the bias: int32 at input scale x weight scale
+                name = layer.name
+                dq_param(key, params.bias_int32(name, inputs[name]), params.bias_scale(name, inputs[name]))
+        nodes += layer_nodes
+        current = raw
+        if layer.name in quantized and not last:
+            qdq(raw, layer.name, f"{layer.name}_dq")
+            current = f"{layer.name}_dq"
+    graph = helper.make_graph(
+        nodes,
+        f"{spec.name}_int8",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", *spec.input_shape])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", *spec.output_shape])],
+        initializer=inits,
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    model = helper.make_model(
+        graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets), producer_name="dlbench"
+    )
+    onnx.checker.check_model(model)
+    return model

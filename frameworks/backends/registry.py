@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ast
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
@@ -49,6 +49,9 @@ FLOAT32 = "f32"
 # layers a sparse kernel ran ("fc1 fc2 fc3: torch.sparse CSR addmm"), or "none" with why. A mode whose framework
 # says no sparse kernel ran is never reported as a sparse result: its cell is skipped with that reason.
 SPARSE_KERNELS = "sparse_kernels"
+# Likewise for the int8 transform: the int8 kernels that ran, read from inside the framework after the first
+# inference ("QLinearConv x2, QGemm x3 (ONNX Runtime profile)"), or "none: ..." (it fell back to float kernels).
+INT8_KERNELS = "int8_kernels"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ class BuildOptions:
     # ``FrameworkInfo.transforms``; "none" for every other build (weights-level transforms arrive as weights)
     transform: str = "none"
     transform_config: tuple[tuple[str, str], ...] = ()
+    # the build-level transform's data (int8: the calibration images and the project's scales), read-only
+    data: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, hash=False)
+
+    def setting(self, name: str) -> str:
+        """One of the transform's settings (``toolchain``), as a string; KeyError if it has none by that name."""
+        return dict(self.transform_config)[name]
 
 
 @dataclass(frozen=True)
@@ -168,9 +177,23 @@ class FrameworkInfo:
         needs = dict(self.transform_modes).get(mode)
         return needs is None or needs == transform
 
-    def supports(self, transform: str, level: str) -> bool:
-        """Whether cells of this transform can run here: every weights-level one, the build-level ones declared."""
-        return level == "weights" or transform in self.transforms
+    def supports(self, transform: str, level: str, settings: Mapping[str, str] | None = None) -> bool:
+        """Whether cells of this transform can run here: every weights-level one, the build-level ones declared.
+
+        An entry of ``transforms`` is a name ("int8"), or a name with the settings it is limited to
+        ("int8 toolchain=native", "int8 toolchain=qdq,native calibrator=minmax").
+        """
+        if level == "weights":
+            return True
+        given = settings or {}
+        for entry in self.transforms:
+            name, *limits = entry.split()
+            if name != transform:
+                continue
+            allowed = dict(limit.split("=", 1) for limit in limits)
+            if all(given.get(key, "") in values.split(",") for key, values in allowed.items()):
+                return True
+        return False
 
     def check(self, options: BuildOptions | TrainOptions) -> None:
         """Refuse a mode or device this framework does not have, naming the valid ones.

@@ -9,7 +9,10 @@ pruned cell is never paired with a dense one by accident. There are two levels:
 - ``weights``: new weights, and with them a new float64 reference the cell's output is checked
   against (pruning). Every backend runs them with its ordinary kernels: a backend builds from weights.
 - ``build``: the backend is told through ``BuildOptions.transform`` (int8); ``FrameworkInfo.transforms``
-  lists the ones a backend supports, and a cell it cannot run is a skipped cell with the reason.
+  lists the ones a backend supports, and a cell it cannot run is a skipped cell with the reason. A
+  build-level transform may make data too (``apply``: int8's float weights and calibration images, in
+  ``Prepared.arrays``), which reach the backend in ``BuildOptions.data``, and may say what the cell's
+  output is checked against (``reference``: int8's NumPy int8 reference) and within what (``tolerance``).
 
 Every module of this package defines ``TRANSFORM = register_transform(Transform(...))`` and is
 imported by ``registry.discover`` below: adding a transform is adding one module. Like the scenarios, the
@@ -89,10 +92,17 @@ class Prepared:
     evaluate: bool  # trained weights: the cell measures test accuracy inside the framework
     facts: dict[str, str] = field(default_factory=dict)
     sparsity: float | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # data the build needs (calibration images, scales)
 
 
 Network = Callable[["ModelSpec", TransformConfig], "ModelSpec"]
 Apply = Callable[["ModelSpec", int, TransformConfig], Prepared]
+# (network, weights, arrays, config, x) -> the reference output for x, or None for the float64 one
+Reference = Callable[["ModelSpec", "dict[str, np.ndarray]", "dict[str, np.ndarray]", TransformConfig, "np.ndarray"],
+                     "np.ndarray | None"]  # fmt: skip
+# (network, weights, arrays, config, reference) -> the relative tolerance of the output check
+Tolerance = Callable[["ModelSpec", "dict[str, np.ndarray]", "dict[str, np.ndarray]", TransformConfig, "np.ndarray"],
+                     float]  # fmt: skip
 
 
 def _same_network(spec: ModelSpec, config: TransformConfig) -> ModelSpec:
@@ -107,8 +117,12 @@ class Transform:
     summary: str  # one line, for --help and `runner list`
     level: Level
     config: type[TransformConfig] = TransformConfig
-    apply: Apply | None = None  # weights-level: (registered spec, seed, config) -> Prepared
+    apply: Apply | None = None  # weights-level (build-level with data): (registered spec, seed, config) -> Prepared
     network: Network = _same_network  # the network a cell runs (cheap: no weights)
+    reference: Reference | None = None  # None: the float64 reference on the weights
+    tolerance: Tolerance | None = None  # None: the model's float32 tolerance
+    # trained weights are verified on the first test images, not on seeded noise (int8: calibrated ranges)
+    verify_on_test_images: bool = False
 
 
 TRANSFORMS: Registry[Transform] = Registry("transform")
