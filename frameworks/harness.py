@@ -338,6 +338,8 @@ def measure_forward(
     first_s = (time.perf_counter_ns() - start) * 1e-9
     # Read after the first inference: a framework that compiles lazily (jax.jit) picks its kernels then.
     facts = backend.build_facts()
+    if refused_by_proof(facts) is not None:  # no sparse or int8 kernel ran: nothing of this cell is timed
+        return Measured(Measurement(batch, request.threads, "skipped"), facts, inputs.transformed)
     check = compare(first, inputs.reference, inputs.tolerance or spec.tolerance)
     warm_rng = np.random.default_rng([request.seed, 1])
     warmup = tuple(_timed_call(built.forward, make_input(spec, batch, warm_rng)) for _ in range(timing.warmup))
@@ -368,15 +370,24 @@ def measure_forward(
     return Measured(measurement, facts, inputs.transformed)
 
 
+def refused_by_proof(facts: dict[str, str]) -> tuple[str, str] | None:
+    """(kind, the framework's words) when a kernel proof says none of the promised kernels ran, else None."""
+    for fact, kind in KERNEL_PROOFS.items():
+        proof = facts.get(fact)
+        if proof is not None and proof.startswith("none"):
+            return kind, proof
+    return None
+
+
 def measured_result(base: Result, measured: Measured) -> Result:
     """A one-measurement cell's result (latency): the measurement, and the cell's verdict, which is its."""
     m = measured.measurement
-    for fact, kind in KERNEL_PROOFS.items():
-        proof = measured.facts.get(fact)
-        if proof is not None and proof.startswith("none"):  # never a dense timing labelled sparse, float as int8
-            why = f"no {kind} kernel ran ({base.framework} {base.mode}): {proof}"
-            return replace(base, status="skipped", build={**base.build, **measured.facts},
-                           transform=measured.transformed, error=why, finished_at=utc_now())  # fmt: skip
+    refused = refused_by_proof(measured.facts)
+    if refused is not None:  # never a dense timing labelled sparse, nor float kernels labelled int8
+        kind, proof = refused
+        why = f"no {kind} kernel ran ({base.framework} {base.mode}): {proof}"
+        return replace(base, status="skipped", build={**base.build, **measured.facts},
+                       transform=measured.transformed, error=why, finished_at=utc_now())  # fmt: skip
     return replace(
         base,
         status="ok",
@@ -502,6 +513,8 @@ def sweep_result(base: Result, points: list[Measurement], children: list[Result]
             base, version=first.version, build=first.build, environment=first.environment or base.environment,
             transform=first.transform,
         )  # fmt: skip
+    if not ok and children and len(children) == len(points) and all(c.status == "skipped" for c in children):
+        return replace(base, status="skipped", error=children[0].error, finished_at=utc_now())  # (a kernel proof)
     failed = [p for p in points if p.status != "ok"]
     warnings = [f"batch {p.batch}, {p.threads} threads: {p.error}" for p in failed]
     warnings += [f"batch {p.batch}, {p.threads} threads: {w}" for p in ok for w in p.warnings]

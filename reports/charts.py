@@ -482,3 +482,41 @@ def sparsity_chart(lines: Sequence[Line], *, y_label: str, prefix: str, from_zer
         handles, labels = ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
         return to_svg(fig, prefix)
+
+
+class ReferenceLevel(Protocol):
+    """A horizontal reference line (``int8.Reference``): a float32 figure the lines are read against."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def group(self) -> str: ...  # colour key, as the lines': the framework
+    @property
+    def value(self) -> float: ...
+
+
+def calibration_chart(lines: Sequence[Line], references: Sequence[ReferenceLevel], *, y_label: str,
+                      prefix: str) -> str:  # fmt: skip
+    """A figure of each row against calibration size (log 10 spaced: 10, 100, 1000 images), with each float32
+    reference as a dotted horizontal line in its framework's colour, so int8's loss is read off at a glance;
+    ticks at the measured sizes, unverified points ringed in red, legend below. The y axis does not start at 0
+    (the points of interest lie within a few percent of each other)."""
+    with matplotlib.rc_context(STYLE):
+        xs = sorted({x for line in lines for x in line.xs})
+        fig, ax = _lines_figure(lines, extra_entries=len(references))
+        colours = _colours([*(line.group for line in lines), *(ref.group for ref in references)])
+        for ref in references:
+            ax.axhline(ref.value, color=colours[ref.group], linestyle=":", linewidth=1.2, label=label_text(ref.label))
+        if len(xs) > 1 and xs[0] > 0:
+            ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{x:,g}" for x in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", which="minor", length=0)
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,g}"))
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_xlabel("calibration images (log scale)" if len(xs) > 1 else "calibration images")
+        ax.set_ylabel(plain_text(y_label))
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
+        return to_svg(fig, prefix)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from frameworks.backends.registry import SPARSE_KERNELS
+from frameworks.backends.registry import INT8_KERNELS, SPARSE_KERNELS
 from frameworks.result import Environment, Result, RunInfo
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ReportSpec
 
@@ -41,6 +41,7 @@ from .cells import (
     row_sort_key,
 )
 from .compare import Comparison, find_comparisons
+from .int8 import INT8_MODEL, MODEL_BYTES, Int8Section, int8_section, is_int8
 from .load import HOSTS_DIR, LoadProblem, MachineIdentity, Run, host_dir_name
 from .machines import across_machines, identity_facts, same_model_notes
 from .pruning import PruningSection, is_pruned, pruning_section
@@ -229,6 +230,7 @@ class Report:
     training: TrainingSection | None = None  # the train scenario's section, when the run trained
     published: PublishedSection | None = None  # the answered comparison's figures beside ours (reports/published.py)
     pruning: PruningSection | None = None  # the prune transform's cells (reports/pruning.py), when the run pruned
+    int8: Int8Section | None = None  # the int8 transform's cells (reports/int8.py), when the run quantized
 
     @property
     def several(self) -> bool:
@@ -245,7 +247,7 @@ def build_report(run: Run) -> Report:
 
     The matrix, the study tables and the comparisons are the latency view: they take only
     latency cells, and the matrix and the study tables only those of the model as specified (a
-    transformed cell has its transform's section: ``reports/pruning.py``). Every sweep scenario of
+    transformed cell has its transform's section: ``reports/pruning.py``, ``reports/int8.py``). Every sweep scenario of
     the run gets a section of its own. A run on several machines is its machines' reports under
     one page (``several_report``).
     """
@@ -285,13 +287,16 @@ def build_report(run: Run) -> Report:
         training=training_section(trained, row_labels(trained, show_launcher)),
         published=published_section(latency),
         pruning=pruning_section(ordered, show_launcher),
+        int8=int8_section(ordered, show_launcher),
     )
 
 
 def unshown_transforms(results: Sequence[Result]) -> list[str]:
-    """Latency cells of a transform no section shows (every transform but prune, for now): they are named,
-    since the matrix leaves every transformed cell out."""
-    counts = Counter(r.transform_name for r in results if is_latency(r) and is_transformed(r) and not is_pruned(r))
+    """Latency cells of a transform no section shows (every transform but prune and int8, for now): they are
+    named, since the matrix leaves every transformed cell out."""
+    shown = (is_pruned, is_int8)
+    counts = Counter(r.transform_name for r in results
+                     if is_latency(r) and is_transformed(r) and not any(s(r) for s in shown))  # fmt: skip
     return [f"{n} latency cell(s) of the {name!r} transform: no section of this report shows them"
             for name, n in sorted(counts.items())]  # fmt: skip
 
@@ -781,13 +786,16 @@ def _distinct(values: Iterable[object]) -> str:
 
 def _build_facts(results: list[Result]) -> list[Fact]:
     """Each build fact's distinct values; one a cell states of itself (the sparse kernels it ran, which differ
-    by sparsity) points to the pruning section, which shows it beside that cell."""
+    by sparsity; the int8 kernels and model it ran, which differ by toolchain) points to the transform's
+    section, which shows it beside that cell."""
     keys = sorted({k for r in results for k in r.build})
-    per_cell = {k: PER_CELL_FACT for k in keys if k == SPARSE_KERNELS}
-    return [Fact(k, per_cell.get(k) or _distinct(r.build.get(k) for r in results)) for k in keys]
+    return [Fact(k, PER_CELL_FACTS.get(k) or _distinct(r.build.get(k) for r in results)) for k in keys]
 
 
 PER_CELL_FACT = "stated by each cell: shown beside it in the Pruning section"
+PER_CELL_INT8 = "stated by each int8 cell: shown beside it in the Int8 quantization section"
+PER_CELL_FACTS = {SPARSE_KERNELS: PER_CELL_FACT, INT8_KERNELS: PER_CELL_INT8, INT8_MODEL: PER_CELL_INT8,
+                  MODEL_BYTES: PER_CELL_INT8}  # fmt: skip
 
 
 def _notes(run: Run, comparison_notes: list[str]) -> list[str]:

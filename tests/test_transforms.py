@@ -39,7 +39,7 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--transforms", "prune", "--sparsities", "1"], "--sparsities must be in [0, 1), got 1"),
         (["--transforms", "prune", "--sparsities", "-0.1"], "--sparsities must be in [0, 1)"),
         (["--transforms", "prune", "--sparsities", "half"], "--sparsities: expected float, got 'half'"),
-        (["--transforms", "prun"], "unknown transform 'prun'; valid transforms: none, prune"),
+        (["--transforms", "prun"], "unknown transform 'prun'; valid transforms: none, int8, prune"),
         (["--sparsities", "0.5"], "--sparsities applies to the prune transform: give --transforms prune"),
         (["--mode", "sparse", "--framework", "torch"], "runs on the prune transform's weights"),
         (["--scenario", "train", "--transforms", "prune"], "the train scenario does not run the prune transform"),

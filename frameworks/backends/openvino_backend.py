@@ -17,6 +17,13 @@ Modes:
   and int8 weights); whether it did is read from the compiled model's executed graph (each node's
   ``primitiveType``): without a sparse primitive the cell is skipped with the primitives that ran.
 
+The ``int8`` transform (``frameworks.transforms.int8``) replaces the float model before the reshape, in every
+mode: toolchain ``qdq`` reads the project's QDQ graph (``onnx_graph.to_qdq``), whose FakeQuantize nodes the
+plugin's low-precision transformations turn into int8 kernels (with the f32 hint too: it sets the precision of
+the float parts only); toolchain ``native`` quantizes the float model with NNCF, OpenVINO's own post-training
+quantizer, on the same calibration images. Which int8 kernels ran is read from the executed graph (each
+conv or dense node's ``runtimePrecision``): with none in i8/u8 the cell is skipped, never reported as int8.
+
 The parameter counts are OpenVINO's own: the sizes of the imported model's named constants (the
 graph's initializers, which keep the canonical keys).
 """
@@ -31,7 +38,17 @@ import openvino as ov
 from ..environment import thread_count
 from ..models import ModelSpec
 from .onnx_graph import INPUT, checked_bytes
-from .registry import FLOAT32, IN_EFFECT, PRECISION, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import (
+    FLOAT32,
+    IN_EFFECT,
+    INT8_KERNELS,
+    PRECISION,
+    SPARSE_KERNELS,
+    BuildOptions,
+    Built,
+    Forward,
+    FrameworkInfo,
+)
 
 FRAMEWORK = FrameworkInfo(
     name="openvino",
@@ -41,11 +58,15 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu",),
     mode_pairs=(("f32", "auto"),),  # sparse vs f32: the reports' sparse comparison
     transform_modes=(("sparse", "prune"),),
+    transforms=("int8",),
 )
 SPARSE_RATE = "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"
 DEVICE = "CPU"  # OpenVINO's name for its CPU plugin
 LATENCY = "LATENCY"
 _BUFFER_KINDS = (".mean", ".var")
+# The executed graph's nodes that do a network's arithmetic, and the precisions that make them int8 kernels.
+COMPUTE_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Deconvolution")
+INT8_PRECISIONS = ("i8", "u8")
 
 # What the last compiled model of this process runs with, read back from it (``build_facts``).
 _compiled: dict[str, str] = {}
@@ -84,12 +105,15 @@ def build_facts() -> dict[str, str]:
 
 def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> Built:
     FRAMEWORK.check(options)
-    serialized, _, _ = checked_bytes(spec, weights)
-    model = core().read_model(serialized)
-    del serialized
-    params, buffers = count_params(model)
-    model.reshape({INPUT: [options.batch, *spec.input_shape]})
     _compiled.clear()
+    if options.transform == "int8":
+        model, params, buffers = _int8_model(spec, weights, options)
+    else:
+        serialized, _, _ = checked_bytes(spec, weights)
+        model = core().read_model(serialized)
+        del serialized
+        params, buffers = count_params(model)
+    model.reshape({INPUT: [options.batch, *spec.input_shape]})
     config = compile_config(options.mode, options.threads)
     if options.mode == "sparse":
         config[SPARSE_RATE] = min(zero_share(weights), 1.0)
@@ -97,6 +121,8 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     _compiled.update(compiled_facts(compiled, options.mode))
     if options.mode == "sparse":
         _compiled[SPARSE_KERNELS] = sparse_primitives(compiled)
+    if options.transform == "int8":
+        _compiled[INT8_KERNELS] = int8_layers(compiled)
     return Built(_forward(compiled), params=params, buffers=buffers, threads=int(_compiled["inference_threads"]))
 
 
@@ -136,9 +162,9 @@ def sparse_primitives(compiled: Any) -> str:
     kinds: dict[str, list[str]] = {}
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
-        layer = str(info["layerType"]) if "layerType" in info else op.get_type_name()
+        layer = _rt(info, "layerType", op.get_type_name())
         if layer in ("FullyConnected", "Convolution", "MatMul"):
-            primitive = str(info["primitiveType"]) if "primitiveType" in info else "?"
+            primitive = _rt(info, "primitiveType", "?")
             kinds.setdefault(primitive, []).append(op.get_friendly_name())
     sparse = {k: v for k, v in kinds.items() if "sparse" in k.lower()}
     if sparse:
@@ -161,6 +187,11 @@ def count_params(model: Any) -> tuple[int, int]:
     return sum(sizes.values()) - buffers, buffers
 
 
+def _rt(info: Any, key: str, default: str) -> str:
+    """One runtime-info entry as text: ``str()`` of the ``OVAny`` it is wrapped in gives "<OVAny class>"."""
+    return str(info[key].astype(str)) if key in info else default
+
+
 def _type_name(element_type: Any) -> str:
     """An ``ov.Type`` as OpenVINO spells it in properties: 'f32', 'bf16'."""
     return str(element_type.get_type_name())
@@ -179,3 +210,102 @@ def _forward(compiled: Any) -> Forward:
         return np.asarray(request.infer({INPUT: np.ascontiguousarray(x, dtype=np.float32)})[output])
 
     return forward
+
+
+# --- int8 --------------------------------------------------------------------------------------------------
+
+
+def _int8_model(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions) -> tuple[Any, int, int]:
+    """The cell's int8 model, not yet reshaped, and (parameters, buffers): the QDQ graph's own constants
+    (``qdq``), the float model's (``native``: NNCF's quantized constants lose their names)."""
+    from ..quantization import from_arrays
+    from .onnx_graph import to_qdq
+
+    if options.setting("toolchain") == "qdq":
+        serialized = to_qdq(from_arrays(spec, weights, dict(options.data))).SerializeToString()
+        model = core().read_model(serialized)
+        _compiled.update({"int8_model": "the project's QDQ graph (frameworks.quantization), read by Core.read_model",
+                          "model_bytes": str(len(serialized))})  # fmt: skip
+        return (model, *count_params(model))
+    serialized, _, _ = checked_bytes(spec, weights)
+    model = core().read_model(serialized)
+    del serialized
+    counts = count_params(model)
+    quantized, how = nncf_quantize(model, options)
+    _compiled.update({"int8_model": how, "model_bytes": str(ir_bytes(quantized))})
+    return (quantized, *counts)
+
+
+def nncf_quantize(model: Any, options: BuildOptions) -> tuple[Any, str]:
+    """NNCF's post-training quantization of the float model on the cell's calibration images, in the project's
+    batches of 16: the performance preset (symmetric int8), activation ranges from the extremes seen
+    (``minmax``: NNCF's default averages each batch's) or the mean of each batch's 0.01 / 99.99 percentiles."""
+    import contextlib
+    import logging
+    import sys
+
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import (
+        AggregatorType,
+        RangeEstimatorParameters,
+        RangeEstimatorParametersSet,
+        StatisticsCollectorParameters,
+        StatisticsType,
+    )
+
+    from ..quantization import CALIBRATION_BATCH, PERCENTILE
+
+    nncf.set_log_level(logging.ERROR)
+    images = np.asarray(options.data["calibration"], dtype=np.float32)
+    batches = [{INPUT: np.ascontiguousarray(images[i : i + CALIBRATION_BATCH])}
+               for i in range(0, images.shape[0], CALIBRATION_BATCH)]  # fmt: skip
+    if options.setting("calibrator") == "percentile":
+        outlier = (100.0 - PERCENTILE) / 100.0
+        quantile = StatisticsCollectorParameters(
+            StatisticsType.QUANTILE, AggregatorType.MEAN, quantile_outlier_prob=outlier
+        )
+        ranges, named = RangeEstimatorParameters(min=quantile, max=quantile), f"mean per-batch quantiles {outlier:g}"
+    else:
+        ranges, named = RangeEstimatorParametersSet.MINMAX, "min/max over all batches"
+    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=ranges)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress bar: stdout carries predict's JSON lines
+        quantized = nncf.quantize(
+            model, nncf.Dataset(batches), preset=nncf.QuantizationPreset.PERFORMANCE,
+            target_device=nncf.TargetDevice.CPU, subset_size=len(batches), advanced_parameters=advanced,
+        )  # fmt: skip
+    how = (f"nncf {nncf.__version__} quantize: preset performance (symmetric int8), target CPU, {images.shape[0]} "
+           f"images in {len(batches)} batches, activations {named}, fast bias correction")  # fmt: skip
+    return quantized, how
+
+
+def ir_bytes(model: Any) -> int:
+    """The model's size as OpenVINO IR (.xml + .bin), the form it would be deployed in."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="dlbench-ov-") as tmp:
+        path = Path(tmp) / "model.xml"
+        ov.save_model(model, str(path), compress_to_fp16=False)
+        return path.stat().st_size + path.with_suffix(".bin").stat().st_size
+
+
+def int8_layers(compiled: Any) -> str:
+    """From the executed graph: conv and dense nodes by layer type, precision and primitive, int8 ones first
+    ("Convolution x2 (u8 brgconv_avx512_I8), ..."), or "none: ..." when every one ran in float."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        layer = _rt(info, "layerType", op.get_type_name())
+        if layer in COMPUTE_LAYERS:
+            key = (layer, _rt(info, "runtimePrecision", "?"), _rt(info, "primitiveType", "?"))
+            counts[key] = counts.get(key, 0) + 1
+    int8 = [f"{layer} x{n} ({precision} {primitive})" for (layer, precision, primitive), n in sorted(counts.items())
+            if precision in INT8_PRECISIONS]  # fmt: skip
+    floats = [f"{layer} x{n} ({precision} {primitive})" for (layer, precision, primitive), n in sorted(counts.items())
+              if precision not in INT8_PRECISIONS]  # fmt: skip
+    source = "OpenVINO executed graph, runtimePrecision"
+    if not int8:
+        return f"none: every conv and dense node ran in float ({', '.join(floats) or 'no such node'}; {source})"
+    tail = f"; float: {', '.join(floats)}" if floats else ""
+    return f"{', '.join(int8)}{tail} ({source})"

@@ -11,6 +11,13 @@ Modes:
   through a ``DENSIFY`` op before its layer, and XNNPACK's own sparse inference is not offered on x86
   CPUs with AVX. Without a sparse weight left at run time the cell is skipped with what the graph holds.
 
+The int8 transform (``toolchain=native`` only, ``calibrator=minmax`` only: the converter calibrates with
+its own min/max ranges and offers no percentile) runs in ``xnnpack``: TensorFlow's full-integer
+post-training quantization of the same Keras model (``Optimize.DEFAULT``, a representative dataset of the
+cell's calibration images, ``TFLITE_BUILTINS_INT8`` ops only, float32 input and output so the harness feeds
+floats). Which int8 kernels ran is read from the interpreter's graph after XNNPACK took its partitions
+(``int8_kernels``): each compute op by its input tensor's type, and by who runs it (XNNPACK or a builtin).
+
 Conversion happens in ``build``, in the cell's own process: ``tensorflow_backend.to_keras`` (the
 Keras model the TensorFlow column times, with its NCHW-to-NHWC ``Permute`` and its permuted dense
 rows) is wrapped for the cell's one batch size, so that the flatbuffer has a static input shape,
@@ -42,6 +49,7 @@ import contextlib
 import gc
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ai_edge_litert
@@ -54,7 +62,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ..environment import thread_count
 from ..models import BatchNorm, Conv, Layer, ModelSpec
 from . import tensorflow_backend
-from .registry import IN_EFFECT, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import IN_EFFECT, INT8_KERNELS, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo
 
 FRAMEWORK = FrameworkInfo(
     name="tflite",
@@ -63,6 +71,7 @@ FRAMEWORK = FrameworkInfo(
     modes=("xnnpack", "sparse"),
     devices=("cpu",),
     transform_modes=(("sparse", "prune"),),
+    transforms=("int8 toolchain=native calibrator=minmax",),
 )
 DENSIFY_OP = "DENSIFY"
 RESOLVER = OpResolverType.BUILTIN  # builtin kernels plus the default delegate (XNNPACK)
@@ -87,7 +96,7 @@ def build_facts() -> dict[str, str]:
         "converter": f"tensorflow {tf.__version__}",
         "op_resolver": RESOLVER.name,
         "weights": "float32 (no quantisation, no float16)",
-    }
+    }  # an int8 build says otherwise in _state
     facts.update(_state)
     return facts
 
@@ -96,11 +105,15 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     FRAMEWORK.check(options)
     model = tensorflow_backend.to_keras(spec, weights)
     params, buffers = tensorflow_backend.count_params(model)
-    flatbuffer = convert(model, (options.batch, *spec.input_shape), sparse=options.mode == "sparse")
+    int8 = options.transform == "int8"
+    calibration = np.asarray(options.data["calibration"], dtype=np.float32) if int8 else None
+    flatbuffer = convert(model, (options.batch, *spec.input_shape), sparse=options.mode == "sparse",
+                         calibration=calibration)  # fmt: skip
     del model
     constants = flatbuffer_constants(flatbuffer)
     expected = folded_constants(spec)
-    if constants != expected and options.mode != "sparse":  # sparse storage keeps fewer values: said below
+    # sparse storage keeps fewer values (said below); int8 ones are int8 and int32 constants, counted by the proof
+    if constants != expected and options.mode != "sparse" and not int8:
         raise RuntimeError(f"the flatbuffer holds {constants} float32 constants; the spec folded as the "
                            f"converter folds it has {expected}")  # fmt: skip
     interpreter, threads = make_interpreter(flatbuffer, thread_count(options.threads))
@@ -118,11 +131,23 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     })  # fmt: skip
     if options.mode == "sparse":
         _state[SPARSE_KERNELS] = sparse_weights(interpreter, flatbuffer)
+    if int8:
+        _state.update({
+            INT8_KERNELS: int8_kernels(interpreter),
+            "int8_model": ("tf.lite.TFLiteConverter full-integer post-training quantization: Optimize.DEFAULT, "
+                           "TFLITE_BUILTINS_INT8, its min/max calibration on the representative dataset, "
+                           "int8 weights and activations, float32 input and output"),
+            "model_bytes": str(len(flatbuffer)),
+            "weights": "int8 (full-integer quantization, int32 biases)",
+        })  # fmt: skip
     return Built(_forward(interpreter), params=params, buffers=buffers, threads=threads)
 
 
-def convert(model: keras.Model, input_shape: tuple[int, ...], *, sparse: bool = False) -> bytes:
-    """The Keras model as a float32 TFLite flatbuffer with a static input of ``input_shape``.
+def convert(
+    model: keras.Model, input_shape: tuple[int, ...], *, sparse: bool = False, calibration: np.ndarray | None = None
+) -> bytes:
+    """The Keras model as a float32 TFLite flatbuffer with a static input of ``input_shape``; with
+    ``calibration`` images (N, C, H, W), fully int8-quantized by the converter, calibrated on them.
 
     The converter saves the model to a temporary SavedModel first and prints what it captured:
     that goes to stderr, so that stdout keeps only the cell's result.
@@ -132,8 +157,87 @@ def convert(model: keras.Model, input_shape: tuple[int, ...], *, sparse: bool = 
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
     converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     converter.target_spec.supported_types = [tf.float32]
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset(calibration, input_shape[0])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_types = []
+        converter.inference_input_type = tf.float32  # the harness feeds floats: QUANTIZE and DEQUANTIZE at the ends
+        converter.inference_output_type = tf.float32
     with contextlib.redirect_stdout(sys.stderr):
         return bytes(converter.convert())
+
+
+def representative_dataset(images: np.ndarray, batch: int) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """The converter's calibration input: the images in NCHW as the model takes them (its first layer permutes),
+    one per yield at batch 1; at a larger batch, batches of consecutive images (the input shape is static)."""
+
+    def batches() -> Iterator[list[np.ndarray]]:
+        for start in range(0, images.shape[0], batch):
+            chunk = images[start : start + batch]
+            if chunk.shape[0] < batch:  # the last, short batch: completed from the first images
+                chunk = np.concatenate([chunk, np.resize(images, (batch - chunk.shape[0], *images.shape[1:]))])
+            yield [np.ascontiguousarray(chunk, dtype=np.float32)]
+
+    return batches
+
+
+# The ops that do a network's arithmetic (the others move, reshape or convert values).
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MEAN", "MAX_POOL_2D",
+               "SOFTMAX", "ADD", "MUL", "RELU", "RELU6")  # fmt: skip
+# The int8 proof needs a quantized product: a convolution or a dense layer.
+PRODUCT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+INT_TYPES = ("int8", "uint8")
+
+
+def int8_kernels(interpreter: Interpreter) -> str:
+    """Which compute ops ran on int8 tensors, and in what (XNNPACK's partitions or TFLite's builtin kernels), from
+    the interpreter's graph after delegation: "XNNPACK: CONV_2D x2 (int8), ...; builtin: SOFTMAX x1 (int8)";
+    "none: ..." when no convolution or dense layer takes an int8 input."""
+    ops = interpreter._get_ops_details()
+    types = {int(t["index"]): np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    delegated = delegated_ops(ops)
+    counts: dict[tuple[str, str, str], int] = {}
+    for op in ops:
+        name = op["op_name"]
+        if name not in COMPUTE_OPS:
+            continue
+        first = types.get(int(op["inputs"][0]), "?")
+        key = ("XNNPACK" if int(op["index"]) in delegated else "builtin", name, first)
+        counts[key] = counts.get(key, 0) + 1
+    quantized = [k for k in counts if k[2] in INT_TYPES]
+    floats = ", ".join(f"{name} x{n} ({dtype}, {who})" for (who, name, dtype), n in counts.items()
+                       if dtype not in INT_TYPES)  # fmt: skip
+    if not any(name in PRODUCT_OPS for _, name, _ in quantized):
+        return f"none: no convolution or dense op takes an int8 input ({floats or 'no compute op'}; TFLite interpreter)"
+    parts = []
+    for runner in ("XNNPACK", "builtin"):
+        mine = ", ".join(f"{name} x{counts[(who, name, dtype)]} ({dtype})" for who, name, dtype in quantized
+                         if who == runner)  # fmt: skip
+        if mine:
+            parts.append(f"{runner}: {mine}")
+    tail = f"; float: {floats}" if floats else ""
+    return f"{'; '.join(parts)}{tail} (TFLite interpreter graph)"
+
+
+def delegated_ops(ops: list[dict[str, Any]]) -> set[int]:
+    """The indices of the original nodes a delegate node replaced: walking back from each delegate's outputs
+    through their producers until its inputs (the graph keeps replaced nodes; the Python API has no plan)."""
+    producer = {int(t): op for op in ops if op["op_name"] != DELEGATE_OP for t in op["outputs"]}
+    taken: set[int] = set()
+    for node in ops:
+        if node["op_name"] != DELEGATE_OP:
+            continue
+        boundary = {int(t) for t in node["inputs"]}
+        pending = [int(t) for t in node["outputs"]]
+        while pending:
+            tensor = pending.pop()
+            op = producer.get(tensor)
+            if tensor in boundary or op is None or int(op["index"]) in taken:
+                continue
+            taken.add(int(op["index"]))
+            pending.extend(int(t) for t in op["inputs"] if int(t) >= 0)
+    return taken
 
 
 def sparse_weights(interpreter: Interpreter, flatbuffer: bytes) -> str:

@@ -22,6 +22,7 @@ loads (``TVM_NUM_THREADS``, else ``OMP_NUM_THREADS``), so ``build`` sets ``TVM_N
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 from ..environment import thread_count
 from ..models import ModelSpec
 from .onnx_graph import INPUT, checked_model
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
+from .registry import IN_EFFECT, INT8_KERNELS, BuildOptions, Built, Forward, FrameworkInfo
 
 FRAMEWORK = FrameworkInfo(
     name="tvm",
@@ -39,6 +40,7 @@ FRAMEWORK = FrameworkInfo(
     import_name="tvm",
     modes=("untuned",),
     devices=("cpu",),
+    transforms=("int8 toolchain=qdq",),
 )
 THREADS_ENV = "TVM_NUM_THREADS"
 PARALLEL_LAUNCH = "TVMBackendParallelLaunch"  # what generated code calls to run a loop on the thread pool
@@ -105,9 +107,19 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     FRAMEWORK.check(options)
     tvm = tvm_module(options.threads)
     threads = _check_threads(thread_count(options.threads))
-    module, params = import_onnx(spec, weights, options.batch)
-    counts = count_params(module, params)
     _compiled.clear()
+    if options.transform == "int8":  # the project's QDQ graph (TVM has no PTQ toolchain of its own in Relax)
+        from ..quantization import from_arrays
+        from .onnx_graph import to_qdq
+
+        qdq = to_qdq(from_arrays(spec, weights, dict(options.data)))
+        module, params = import_model(qdq, spec, options.batch)
+        _compiled[INT8_KERNELS] = int8_kernels(module)
+        _compiled["int8_model"] = "the project's QDQ graph (frameworks.quantization)"
+        _compiled["model_bytes"] = str(qdq.ByteSize())
+    else:
+        module, params = import_onnx(spec, weights, options.batch)
+    counts = count_params(module, params)
     executable = compile_module(bind_params(module, params))
     _compiled["parallel_launches"] = str(parallel_launches(executable))
     vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
@@ -116,11 +128,16 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
 
 def import_onnx(spec: ModelSpec, weights: dict[str, np.ndarray], batch: int) -> tuple[Any, list[Any]]:
     """The Relax module from the ONNX graph (static batch), and its parameters detached, in argument order."""
+    return import_model(checked_model(spec, weights), spec, batch)
+
+
+def import_model(model: Any, spec: ModelSpec, batch: int) -> tuple[Any, list[Any]]:
+    """The Relax module of an ONNX ModelProto (static batch), and its parameters detached, in argument order."""
     tvm = tvm_module()
     from tvm.relax.frontend.onnx import from_onnx
 
     shape = {INPUT: [batch, *spec.input_shape]}
-    module = from_onnx(checked_model(spec, weights), shape_dict=shape, keep_params_in_input=True)
+    module = from_onnx(model, shape_dict=shape, keep_params_in_input=True)
     module, params = tvm.relax.frontend.detach_params(module)
     return module, list(params["main"])
 
@@ -185,3 +202,32 @@ def _forward(tvm: Any, vm: Any) -> Forward:
         return y.numpy()  # type: ignore[no-any-return]
 
     return forward
+
+
+# One binding of the imported module's TVMScript: "lv3: R.Tensor((1, 6, 28, 28), dtype="float32") = R.nn.conv2d(lv1, ..."
+_BINDING = re.compile(r'^\s*(\w+): R\.Tensor\(.*?dtype="(\w+)"\) = (R\.[\w.]+)\((\w+)')
+_COMPUTE = ("R.nn.conv2d", "R.matmul", "R.nn.dense", "R.linear")
+
+
+def int8_kernels(module: Any) -> str:
+    """Which conv2d and matmul ops of the imported module take int8 inputs, read from its TVMScript: TVM's
+    Relax ONNX frontend lowers a QDQ pair to quantize and dequantize, so an op fed by a dequantize computes
+    in float32, whatever the graph's QDQ nodes say."""
+    dtypes = {"input": "float32"}
+    int8: dict[str, int] = {}
+    floats: dict[str, int] = {}
+    for line in str(module["main"].script()).splitlines():
+        match = _BINDING.match(line)
+        if match is None:
+            continue
+        name, dtype, op, first = match.groups()
+        dtypes[name] = dtype
+        if op in _COMPUTE:
+            bucket = int8 if dtypes.get(first, "float32") in ("int8", "uint8") else floats
+            bucket[op] = bucket.get(op, 0) + 1
+    listed = ", ".join(f"{op.removeprefix('R.')} x{n}" for op, n in floats.items())
+    if not int8:
+        return (f"none: the Relax ONNX frontend dequantizes before every conv2d and matmul; {listed or 'no op'} "
+                "compute in float32 (the imported module)")  # fmt: skip
+    tail = f"; float: {listed}" if listed else ""
+    return ", ".join(f"{op.removeprefix('R.')} x{n}" for op, n in int8.items()) + tail + " (the imported module)"

@@ -43,7 +43,7 @@ class Int8Config(TransformConfig):
     )
     toolchain: str = field(
         default="qdq",
-        metadata={**transform_option("toolchains", f"one or more of: {', '.join(TOOLCHAINS)} (default: both)"),
+        metadata={**transform_option("toolchains", f"one or more of: {', '.join(TOOLCHAINS)}"),
                   "defaults": TOOLCHAINS},
     )  # fmt: skip
     calibrator: str = field(
