@@ -794,8 +794,9 @@ def _build_facts(results: list[Result]) -> list[Fact]:
 
 PER_CELL_FACT = "stated by each cell: shown beside it in the Pruning section"
 PER_CELL_INT8 = "stated by each int8 cell: shown beside it in the Int8 quantization section"
+PER_CELL_SIZE = "stated by each cell: the model it ran; an int8 cell's shown beside it in the Int8 quantization section"
 PER_CELL_FACTS = {SPARSE_KERNELS: PER_CELL_FACT, INT8_KERNELS: PER_CELL_INT8, INT8_MODEL: PER_CELL_INT8,
-                  MODEL_BYTES: PER_CELL_INT8}  # fmt: skip
+                  MODEL_BYTES: PER_CELL_SIZE}  # fmt: skip
 
 
 def _notes(run: Run, comparison_notes: list[str]) -> list[str]:

@@ -65,6 +65,7 @@ class ReportCharts:
     across: Markup | None = None  # a several-machine run: the cells compared across machines
     training: dict[str, tuple[Markup, Markup]] = field(default_factory=dict)  # by model: loss, accuracy
     pruning: dict[str, PrunedCharts] = field(default_factory=dict)  # by model: accuracy and latency by sparsity
+    int8: dict[str, Markup] = field(default_factory=dict)  # by model: test accuracy by calibration size
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts
     built.sweeps.extend(_sweep_svgs(section, i) for i, section in enumerate(report.sweeps))
     built.training.update(_training_svgs(report))
     built.pruning.update(_pruning_svgs(report))
+    built.int8.update(_int8_svgs(report))
     if report.across:
         labels = [f"{model_title(c.model)} · {c.context} · {c.title}" for c in report.across]
         return replace(built, across=Markup(charts.speedup_chart(report.across, labels, "across")))
@@ -146,6 +148,18 @@ def _pruning_svgs(report: Report) -> dict[str, PrunedCharts]:
             latency = Markup(charts.sparsity_chart(model.latency_lines, y_label="median latency (ms/img)",
                                                    prefix=f"pl{j}", from_zero=True))  # fmt: skip
         drawn[model.model] = PrunedCharts(accuracy, latency)
+    return drawn
+
+
+def _int8_svgs(report: Report) -> dict[str, Markup]:
+    """Each int8 model's test accuracy against calibration size, its float32 accuracy as the reference."""
+    drawn: dict[str, Markup] = {}
+    if report.int8 is None:
+        return drawn
+    for j, model in enumerate(report.int8.models):
+        if model.lines:
+            svg = charts.calibration_chart(model.lines, model.references, y_label="test accuracy (%)", prefix=f"qa{j}")
+            drawn[model.model] = Markup(svg)
     return drawn
 
 

@@ -165,6 +165,7 @@ class Int8Section:
     accuracy_note: str  # the models without an accuracy, and why ("" when every model has one)
     skipped: tuple[SkippedGroup, ...]
     notes: tuple[str, ...]
+    made: tuple[tuple[str, str], ...] = ()  # (the rows that state it, how their int8 model was made), each once
 
     @property
     def any_slower(self) -> bool:
@@ -208,6 +209,7 @@ def int8_section(results: Sequence[Result], show_launcher: bool) -> Int8Section 
         accuracy_note=accuracy_note,
         skipped=tuple(skipped_groups([r for r in cells if r.status != "ok"], labels)),
         notes=tuple(notes),
+        made=made_by(rows),
     )
 
 
@@ -280,6 +282,16 @@ def float32_of(cell: Result, counterparts: dict[CellKey, list[Result]]) -> Resul
 def timed(result: Result) -> bool:
     """Whether a speedup can be computed from the cell: ok, with at least two usable samples."""
     return result.status == "ok" and per_image_samples(result).size >= 2
+
+
+def made_by(rows: Iterable[Int8Row]) -> tuple[tuple[str, str], ...]:
+    """Each distinct account of how an int8 model was made (the int8_model fact), with the variants, modes and
+    toolchains that state it: the qdq graph is one model for every framework, a native toolchain one each."""
+    who: dict[str, dict[str, None]] = defaultdict(dict)
+    for r in rows:
+        if r.made:
+            who[r.made][f"{r.label} · {r.toolchain}"] = None
+    return tuple((", ".join(names), how) for how, names in who.items())
 
 
 # --- the CPU features ----------------------------------------------------------------------------------

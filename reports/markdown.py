@@ -18,6 +18,7 @@ from . import fmt
 from .cells import figures, model_title
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Comparison
 from .content import Fact, MatrixCell, MatrixRow, Report, StudyTable, SweepCell, SweepRow, SweepSection
+from .int8 import Int8Model, Int8Row, Int8Section
 from .load import LoadProblem
 from .pruning import LatencyRow, PruningModel, PruningSection, SpeedupRow
 from .published import PublishedRow, PublishedSection
@@ -53,6 +54,7 @@ def render_markdown(report: Report) -> str:
         *(_sweep(section) for section in report.sweeps),
         _training(report.training),
         _pruning(report.pruning),
+        _int8(report.int8),
         _environment(report),
         _notes(report.notes, report.problems),
     ]
@@ -528,3 +530,60 @@ def pruned_latency_row(row: LatencyRow) -> list[str]:
 def speedup_row(row: SpeedupRow) -> list[str]:
     return [escape(row.label), escape(row.target), escape(row.baseline), row.baseline_ms, row.candidate_ms,
             row.ratio, row.interval, row.p_value, "yes" if row.significant else "no"]  # fmt: skip
+
+
+# --- int8 -----------------------------------------------------------------------------------------------
+
+INT8_HEADERS = ("Variant / mode", "Model", "Toolchain", "Calibrator", "Calibration", "int8 (ms/img)",
+                "CI of the median", "float32 (ms/img)", "Speedup", "95% CI", "p", "Verdict", "Int8 kernels",
+                "Model (bytes)", "float32 model (bytes)", "int8 / float32 size")  # fmt: skip
+INT8_TITLE = "## Int8 quantization"
+
+
+def _int8(section: Int8Section | None) -> str:
+    """The int8 transform's cells: the CPU's int8 features first (they decide the speedups), the speedups over
+    float32 with the slower cells marked, accuracy against calibration size (the curves themselves are the HTML
+    report's charts), and the cells that did not run. Nothing without int8 cells: the page stays as it was."""
+    if section is None:
+        return ""
+    parts = [INT8_TITLE, escape(section.intro), escape(section.legend)]
+    features = [f"**CPU int8 features:** {escape(m.text)}" for m in section.machines]
+    parts.append("  \n".join(features) or "**CPU int8 features:** not recorded (no cell has an environment).")
+    parts.append("### Int8 against float32")
+    parts.append(table(INT8_HEADERS, [int8_row(r) for r in section.rows]) if section.rows else "No int8 cell ran.")
+    if section.any_slower:
+        parts.append(f"⚠ **{sum(r.slower for r in section.rows)} int8 cell(s) {escape(SLOWER_TEXT)}** (marked above).")
+    if section.made:
+        made = "\n".join(f"- {escape(who)}: {escape(how)}" for who, how in section.made)
+        parts += ["How each int8 model was made:", made]
+    if section.models or section.accuracy_note:
+        parts.append("### Test accuracy against calibration size")
+    for model in section.models:
+        parts += _int8_model(model)
+    if section.accuracy_note:
+        parts.append(escape(section.accuracy_note) + ".")
+    if section.skipped:
+        lines = [f"- **{escape(g.reason)}**: {'; '.join(escape(c) for c in g.cells)}" for g in section.skipped]
+        parts += ["### Int8 cells that did not run", "\n".join(lines)]
+    if section.notes:
+        parts.append("\n".join(f"- ⚠ {escape(n)}" for n in section.notes))
+    return "\n\n".join(parts)
+
+
+SLOWER_TEXT = "slower than float32: the speedup and its whole interval below 1"
+
+
+def int8_row(row: Int8Row) -> list[str]:
+    label = escape(row.label) + "".join(f"<br>⚠ {escape(f)}" for f in row.flags)
+    verdict = f"**⚠ {escape(row.verdict).upper()}**" if row.slower else escape(row.verdict)
+    ratio = f"**{row.ratio}**" if row.slower else row.ratio
+    return [label, escape(row.model), escape(row.toolchain), escape(row.calibrator), escape(row.calibration),
+            f"**{row.int8_ms}**", row.int8_interval, row.float_ms, ratio, row.interval, row.p_value, verdict,
+            escape(row.kernels), row.size, escape(row.float_size), row.size_share]  # fmt: skip
+
+
+def _int8_model(model: Int8Model) -> list[str]:
+    headers = ["Variant / mode · toolchain · calibrator", *(f"{escape(s)} images" for s in model.sizes), "float32"]
+    rows = [[escape(r.label), *r.values, r.reference] for r in model.rows]
+    return [f"{escape(model.title)}, test accuracy by calibration size (float32: the same variant and mode "
+            "unquantized):", table(headers, rows)]  # fmt: skip

@@ -57,7 +57,7 @@ def test_activation_ranges_hold_zero_and_weights_use_seven_bits() -> None:
     for key in params.weight_scales:
         q = params.weight_int8(key)
         assert q.dtype == np.int8 and int(np.abs(q).max()) == WEIGHT_QMAX  # each channel's largest weight
-    assert [name for name, _ in quantized_tensors(params.spec)][0] == "input"
+    assert next(name for name, _ in quantized_tensors(params.spec)) == "input"
 
 
 def test_scales_round_trip_through_arrays() -> None:
@@ -101,7 +101,9 @@ def _cell(mode: str, point: TransformPoint, model: str = "lenet5"):
 
 
 @pytest.mark.framework
-@pytest.mark.parametrize(("toolchain", "calibrator"), [("qdq", "minmax"), ("native", "minmax"), ("native", "percentile")])
+@pytest.mark.parametrize(
+    ("toolchain", "calibrator"), [("qdq", "minmax"), ("native", "minmax"), ("native", "percentile")]
+)
 def test_onnx_runtime_int8_cells_say_which_kernels_ran(toolchain: str, calibrator: str) -> None:
     pytest.importorskip("onnxruntime")
     result = _cell("session", _point(100, toolchain, calibrator))

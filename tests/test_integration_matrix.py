@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from frameworks.backends.registry import FRAMEWORKS, SPARSE_KERNELS, THREADS_FIXED
+from frameworks.backends.registry import FRAMEWORKS, INT8_KERNELS, SPARSE_KERNELS, THREADS_FIXED
 from frameworks.result import Result
 from runner.catalog import load_catalog
 from tests.conftest import REPO_ROOT
@@ -136,3 +136,41 @@ def test_every_cpu_variant_runs_pruned_weights_and_sparse_modes_say_what_ran(
     resumed = subprocess.run([sys.executable, "-m", "runner", "matrix", "--resume", str(run_dir), "--no-report"],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert resumed.returncode in (0, 1) and f"{len(results)} cells ({len(results)} already done)" in resumed.stderr
+
+
+def test_int8_cells_are_int8_or_say_why_not_in_every_variant_that_quantizes(
+    docker_client: object, tmp_path: Path
+) -> None:
+    """LeNet-5 int8, calibrated on 100 Fashion-MNIST training images, with both toolchains, in containers, in
+    every CPU variant whose framework quantizes: each cell either ran int8 kernels its framework names (never
+    "none"), verified and within one point of float32's test accuracy, or is skipped with the reason (no int8
+    kernel ran, or a toolchain the framework does not have); the project's QDQ graph has the same scales in
+    every framework; ONNX Runtime's fused levels run both toolchains. No speed is asserted: it is the CPU's."""
+    variants = [v for v in load_catalog().variants.values()
+                if v.device == "cpu" and not v.unavailable and FRAMEWORKS[v.framework].transforms]  # fmt: skip
+    cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
+           "--models", "lenet5", "--transforms", "int8", "--calibration-sizes", "100", "--iterations", "3",
+           "--warmup", "1", "--min-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
+    (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
+    results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    expected = {(v.name, mode, toolchain) for v in variants for mode in v.modes for toolchain in ("qdq", "native")}
+    assert {
+        (r.variant, r.mode, r.transform.config["toolchain"] if r.transform else "?") for r in results
+    } == expected, proc.stderr[-3000:]
+    for r in results:
+        said = r.build.get(INT8_KERNELS, "")
+        if r.status == "ok":
+            assert said and not said.startswith("none") and r.verified, f"{r.cell}: {said} verified={r.verified}"
+            assert r.accuracy is not None and abs(r.accuracy - 0.8745) <= 0.01, f"{r.cell}: accuracy {r.accuracy}"
+        else:
+            assert r.status == "skipped", f"{r.cell}: {r.status} {r.error}"
+            assert "no int8 kernel ran" in (r.error or "") or "does not run the int8 transform" in (r.error or "")
+    ok = {(r.framework, r.mode, r.transform.config["toolchain"]) for r in results if r.status == "ok" and r.transform}
+    assert {("onnxruntime", "session", "qdq"), ("onnxruntime", "session", "native")} <= ok
+    scales = {
+        r.transform.facts.get("scales_sha256")
+        for r in results
+        if r.transform and r.transform.config["toolchain"] == "qdq"
+    }
+    assert len(scales) == 1 and None not in scales  # one QDQ model for every runtime

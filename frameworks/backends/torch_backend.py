@@ -11,6 +11,18 @@ Modes:
   probe forward at build time, under a dispatch mode that sees every op's arguments, records which
   layers' products ran on a sparse layout: the cell's ``sparse_kernels`` fact comes from torch itself.
 
+The int8 transform (``toolchain=native``, ``calibrator=minmax``: the X86 quantizer's observers are min/max
+ones, and torch offers no percentile) is torch's PT2E post-training quantization, from ``torchao``
+(``torch.ao``'s quantizer moved there): ``torch.export`` of the eval module, ``prepare_pt2e`` with
+``X86InductorQuantizer`` (its default static config: uint8 activations, per-channel int8 weights), the
+calibration images run through it, ``convert_pt2e``. ``compile`` then compiles it as torchao's x86 Inductor
+tutorial says, with Inductor's freezing on, which lets torchao's patterns turn quantize-dequantize pairs
+around a convolution or linear into oneDNN's int8 ``qconv``/``qlinear`` kernels. ``eager`` and ``jit`` run the
+converted graph as it is: quantize and dequantize ops around float convolutions and products. Which int8
+kernels ran is read from oneDNN's own verbose log of a probe forward at build time (``int8_kernels``), which
+also compiles the ``compile`` mode (under freezing, which is set for that compilation only): its first
+inference is then a compiled one. Float kernels there give "none", and the cell is skipped.
+
 Training (``train``): autograd and ``torch.optim.SGD`` on the module in train mode, eager or with
 the module ``torch.compile``d (forward and backward graphs by AOTAutograd, compiled on the first
 step, which the first epoch's time includes); the optimizer step stays eager in both.
@@ -31,7 +43,7 @@ from torch import nn
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import IN_EFFECT, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
+from .registry import IN_EFFECT, INT8_KERNELS, SPARSE_KERNELS, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
     name="torch",
@@ -42,12 +54,14 @@ FRAMEWORK = FrameworkInfo(
     mode_pairs=(("eager", "jit"), ("eager", "compile")),  # sparse vs eager: the reports' sparse comparison
     train_modes=("eager", "compile"),
     transform_modes=(("sparse", "prune"),),
+    transforms=("int8 toolchain=native calibrator=minmax",),
 )
 # (the caffe2 image's old torch imports this module too: it lacks the newer layouts)
 _SPARSE_LAYOUTS = tuple(
     getattr(torch, n) for n in ("sparse_csr", "sparse_csc", "sparse_coo", "sparse_bsr") if hasattr(torch, n)
 )
 _sparse_facts: dict[str, str] = {}  # the last sparse build's probe, read by build_facts
+_int8_facts: dict[str, str] = {}  # the last int8 build's model and oneDNN probe, likewise
 CUDNN_BENCHMARK = True  # inputs have one fixed shape per cell: let cuDNN pick its fastest algorithm once
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (onnxruntime gets inter_op 1 too)
 
@@ -74,6 +88,7 @@ def build_facts() -> dict[str, str]:
     facts["mkldnn_available"] = str(torch.backends.mkldnn.is_available())
     facts["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
     facts.update(_sparse_facts)
+    facts.update(_int8_facts)
     if torch.version.cuda:
         _set_gpu_precision()
         facts["cuda"] = str(torch.version.cuda)
@@ -127,9 +142,12 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     model = to_module(spec, weights).to(device)
     params, buffers = count_params(model)
     _sparse_facts.clear()
+    _int8_facts.clear()
     if options.mode == "sparse":
         model = sparsify(model)
         _sparse_facts[SPARSE_KERNELS] = probe_sparse(model, (options.batch, *spec.input_shape), device)
+    if options.transform == "int8":
+        return _build_int8(model, options, (options.batch, *spec.input_shape), device, params, buffers)
     runner = make_runner(model, options.mode, (options.batch, *spec.input_shape), device)
     grad_mode = torch.no_grad if options.mode == "sparse" else torch.inference_mode  # CSR weights refuse inference
     return Built(_forward(runner, device, grad_mode), params=params, buffers=buffers, threads=torch.get_num_threads())
@@ -277,6 +295,131 @@ def _forward(runner: Callable[..., Any], device: torch.device, grad_mode: Any = 
             return y.cpu().numpy()  # .cpu() waits for the GPU: the fetch is inside the timed region
 
     return forward
+
+
+# --- int8 --------------------------------------------------------------------------------------------------
+
+# oneDNN primitives that do a network's products (reorders only move weights into its layouts).
+ONEDNN_PRODUCTS = ("convolution", "inner_product", "matmul")
+INT8_TYPES = ("u8", "s8")
+
+
+def _build_int8(
+    model: nn.Module, options: BuildOptions, input_shape: tuple[int, ...], device: torch.device, params: int,
+    buffers: int,
+) -> Built:  # fmt: skip
+    """PT2E int8 of the module (see the module docstring), its runner for the mode, and the oneDNN probe."""
+    if device.type != "cpu":
+        raise ValueError("the int8 transform runs on the CPU only (torchao's X86 Inductor quantizer)")
+    converted = quantize_pt2e(model, np.asarray(options.data["calibration"], dtype=np.float32), input_shape)
+    if options.mode == "compile":
+        runner: Callable[..., Any] = torch.compile(converted)
+    elif options.mode == "jit":
+        runner = trace_and_freeze(converted, torch.zeros(input_shape))
+    else:
+        runner = converted
+    kernels = probe_int8(runner, input_shape, freezing=options.mode == "compile")
+    _int8_facts.update({
+        INT8_KERNELS: kernels,
+        "int8_model": ("torchao PT2E: torch.export, prepare_pt2e with X86InductorQuantizer (default static config: "
+                       "uint8 activations, per-channel int8 weights, min/max observers), convert_pt2e"
+                       + (", torch.compile with Inductor freezing" if options.mode == "compile" else "")),
+        "model_bytes": str(graph_bytes(converted)),
+        "torchao": _torchao_version(),
+    })  # fmt: skip
+    return Built(_forward(runner, device), params=params, buffers=buffers, threads=torch.get_num_threads())
+
+
+def quantize_pt2e(model: nn.Module, images: np.ndarray, input_shape: tuple[int, ...]) -> torch.fx.GraphModule:
+    """The module exported, observed on ``images`` (in batches of the cell's static batch size) and converted."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+
+    batch = input_shape[0]
+    exported = torch.export.export(model, (torch.zeros(input_shape),)).module()
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch):
+            chunk = images[start : start + batch]
+            if chunk.shape[0] < batch:  # the exported shape is static: the last batch completed from the first images
+                chunk = np.concatenate([chunk, np.resize(images, (batch - chunk.shape[0], *images.shape[1:]))])
+            prepared(torch.from_numpy(np.ascontiguousarray(chunk)))
+    return convert_pt2e(prepared)
+
+
+def graph_bytes(model: torch.fx.GraphModule) -> int:
+    """The serialized size of the tensors the converted graph reads (int8 weights, scales, zero points, biases);
+    its state dict also keeps the exported float weights, which no node reads."""
+    import io
+
+    used = {str(node.target) for node in model.graph.nodes if node.op == "get_attr"}
+    tensors = {name: t for name, t in model.state_dict().items() if name in used}
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return len(buffer.getvalue())
+
+
+def _torchao_version() -> str:
+    import torchao
+
+    return str(torchao.__version__)
+
+
+def probe_int8(runner: Callable[..., Any], input_shape: tuple[int, ...], *, freezing: bool) -> str:
+    """One forward under oneDNN's verbose log (printed by C code on fd 1: captured there), as the timed forward
+    runs it (``inference_mode``: a compiled runner is compiled here, for that grad mode, so never again)."""
+    import ctypes
+    import os
+    import sys
+    import tempfile
+
+    import torch._inductor.config as inductor_config
+
+    patch = inductor_config.patch(freezing=True) if freezing else contextlib.nullcontext()
+    libc = ctypes.CDLL(None)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)
+        try:
+            with patch, torch.inference_mode(), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                runner(torch.zeros(input_shape))
+        finally:
+            libc.fflush(None)
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        lines = log.read().decode("utf-8", "replace").splitlines()
+    return describe_onednn(lines)
+
+
+def describe_onednn(lines: list[str]) -> str:
+    """The products oneDNN ran on int8 sources, from its verbose exec lines ("oneDNN convolution x2 (u8/s8:
+    brg_conv_fwd:avx512_core_vnni), ... (oneDNN verbose)"), or "none: ..." with the float ones it ran."""
+    int8: dict[str, int] = {}
+    floats: dict[str, int] = {}
+    for line in lines:
+        fields = line.split(",")
+        if not fields[0].startswith("onednn_verbose") or "exec" not in fields[:4]:
+            continue
+        at = fields.index("exec")
+        if len(fields) <= at + 5 or fields[at + 2] not in ONEDNN_PRODUCTS:
+            continue
+        kind, implementation, memory = fields[at + 2], fields[at + 3], fields[at + 5]
+        source, weight = re.search(r"src\w*:(\w+):", memory), re.search(r"wei:(\w+):", memory)
+        dtype = source.group(1) if source else "?"
+        key = f"{kind} x{{}} ({dtype}/{weight.group(1) if weight else '?'}: {implementation})"
+        counts = int8 if dtype in INT8_TYPES else floats
+        counts[key] = counts.get(key, 0) + 1
+    float_text = ", ".join(key.format(n) for key, n in floats.items())
+    if not int8:
+        return (f"none: oneDNN ran no int8 primitive ({float_text or 'no oneDNN product primitive'}); "
+                "the graph computes in float between its quantize and dequantize ops (oneDNN verbose)")  # fmt: skip
+    tail = f"; float: {float_text}" if float_text else ""
+    return f"oneDNN {', '.join(key.format(n) for key, n in int8.items())}{tail} (oneDNN verbose)"
 
 
 # --- training ------------------------------------------------------------------------------------------
