@@ -13,6 +13,9 @@ benchmark or imports Docker or a deep-learning framework, so reports render on a
 - ``training``, ``pruning``: the train scenario's section, and the prune transform's (pruned cells are
   never in the matrix: accuracy, size and latency against sparsity, speedups over the dense weights and
   kernels, and the CPU features sparse and int8 kernels depend on).
+- ``int8``: the int8 transform's section (int8 cells are never in the matrix either): each int8 cell against its
+  float32 cell, with the slower ones marked, the CPU's int8 features, accuracy against calibration size, and the
+  int8 cells that did not run.
 - ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
 - ``charts``: matplotlib (Agg) figures as inline SVG.
 - ``publish``: the static site (index, one page per run, latest, per-machine history by fingerprint).

@@ -20,7 +20,7 @@ import pytest
 
 from frameworks.backends.registry import INT8_KERNELS
 from frameworks.models import MODELS, ModelSpec, fashion_mnist_network
-from frameworks.result import Environment, Result, Transformed
+from frameworks.result import Environment, Machine, Result, Transformed
 from frameworks.scenarios.latency import LatencyConfig
 from frameworks.stats import summarize
 from reports.cells import per_image_samples
@@ -82,8 +82,8 @@ def int8_record(spec: ModelSpec, calibration: str, toolchain: str = "qdq", calib
     )
 
 
-def environment(machine: object = MACHINE_B) -> Environment:
-    return replace(host(CPU_B, machine), in_container=True)  # type: ignore[arg-type]
+def environment(machine: Machine = MACHINE_B) -> Environment:
+    return replace(host(CPU_B, machine), in_container=True)
 
 
 def latency_cell(
@@ -183,8 +183,9 @@ def int8_results() -> list[Result]:
     return cells
 
 
-def as_run(results: list[Result], tmp: Path = Path("int8-fixture")) -> Run:
-    return Run(run_dir=tmp, info=None, results=tuple(results), problems=())
+def as_run(results: list[Result]) -> Run:
+    """A run of these cells alone, as ``load_run`` would give it (no run.json: nothing here reads one)."""
+    return Run(run_dir=Path("int8-fixture"), info=None, results=tuple(results), problems=())
 
 
 @pytest.fixture(scope="module")

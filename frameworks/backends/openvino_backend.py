@@ -66,6 +66,7 @@ LATENCY = "LATENCY"
 _BUFFER_KINDS = (".mean", ".var")
 # The executed graph's nodes that do a network's arithmetic, and the precisions that make them int8 kernels.
 COMPUTE_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Deconvolution")
+SOURCE_COMPUTE = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")  # as the model has them
 INT8_PRECISIONS = ("i8", "u8")
 
 # What the last compiled model of this process runs with, read back from it (``build_facts``).
@@ -122,7 +123,7 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     if options.mode == "sparse":
         _compiled[SPARSE_KERNELS] = sparse_primitives(compiled)
     if options.transform == "int8":
-        _compiled[INT8_KERNELS] = int8_layers(compiled)
+        _compiled[INT8_KERNELS] = int8_layers(compiled, model)
     return Built(_forward(compiled), params=params, buffers=buffers, threads=int(_compiled["inference_threads"]))
 
 
@@ -296,20 +297,31 @@ def ir_bytes(model: Any) -> int:
         return path.stat().st_size + path.with_suffix(".bin").stat().st_size
 
 
-def int8_layers(compiled: Any) -> str:
+def int8_layers(compiled: Any, model: Any) -> str:
     """From the executed graph: conv and dense nodes by layer type, precision and primitive, int8 ones first
-    ("Convolution x2 (u8 brgconv_avx512_I8), ..."), or "none: ..." when every one ran in float."""
+    ("Convolution x2 (u8 brgconv_avx512_I8), ..."), or "none: ..." when every one ran in float.
+
+    The plugin may fuse a network's matmuls into a ``Subgraph`` node (its snippets, e.g. LeNet-5's fc2 and fc3
+    with one thread), which computes in that node's precision: such nodes are found through their
+    ``originalLayersNames`` among the compiled ``model``'s conv and matmul ops and counted as "MatMul in Subgraph".
+    """
+    sources = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()
+               if op.get_type_name() in SOURCE_COMPUTE}  # fmt: skip
     counts: dict[tuple[str, str, str], int] = {}
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
         layer = _rt(info, "layerType", op.get_type_name())
+        precision, primitive = _rt(info, "runtimePrecision", "?"), _rt(info, "primitiveType", "?")
         if layer in COMPUTE_LAYERS:
-            key = (layer, _rt(info, "runtimePrecision", "?"), _rt(info, "primitiveType", "?"))
-            counts[key] = counts.get(key, 0) + 1
-    int8 = [f"{layer} x{n} ({precision} {primitive})" for (layer, precision, primitive), n in sorted(counts.items())
-            if precision in INT8_PRECISIONS]  # fmt: skip
-    floats = [f"{layer} x{n} ({precision} {primitive})" for (layer, precision, primitive), n in sorted(counts.items())
-              if precision not in INT8_PRECISIONS]  # fmt: skip
+            inner = [layer]
+        else:
+            originals = _rt(info, "originalLayersNames", "").split(",")
+            inner = [f"{sources[name]} in {layer}" for name in originals if name in sources]
+        for kind in inner:
+            counts[(kind, precision, primitive)] = counts.get((kind, precision, primitive), 0) + 1
+    listed = {key: f"{key[0]} x{n} ({key[1]} {key[2]})" for key, n in sorted(counts.items())}
+    int8 = [text for key, text in listed.items() if key[1] in INT8_PRECISIONS]
+    floats = [text for key, text in listed.items() if key[1] not in INT8_PRECISIONS]
     source = "OpenVINO executed graph, runtimePrecision"
     if not int8:
         return f"none: every conv and dense node ran in float ({', '.join(floats) or 'no such node'}; {source})"

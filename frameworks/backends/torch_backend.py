@@ -315,7 +315,7 @@ def _build_int8(
     if options.mode == "compile":
         runner: Callable[..., Any] = torch.compile(converted)
     elif options.mode == "jit":
-        runner = trace_and_freeze(converted, torch.zeros(input_shape))
+        runner = trace_and_freeze(exported_eval(converted), torch.zeros(input_shape))
     else:
         runner = converted
     kernels = probe_int8(runner, input_shape, freezing=options.mode == "compile")
@@ -345,8 +345,19 @@ def quantize_pt2e(model: nn.Module, images: np.ndarray, input_shape: tuple[int, 
             chunk = images[start : start + batch]
             if chunk.shape[0] < batch:  # the exported shape is static: the last batch completed from the first images
                 chunk = np.concatenate([chunk, np.resize(images, (batch - chunk.shape[0], *images.shape[1:]))])
-            prepared(torch.from_numpy(np.ascontiguousarray(chunk)))
+            prepared(torch.tensor(chunk))  # a copy: the calibration images are read-only
     return convert_pt2e(prepared)
+
+
+def exported_eval(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """The converted graph marked as in eval mode, which ``torch.jit.freeze`` requires: an exported module refuses
+    ``.eval()``, since its graph is fixed at export, and it was exported from the eval-mode module."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+
+    model = move_exported_model_to_eval(model)
+    for module in model.modules():
+        module.training = False
+    return model
 
 
 def graph_bytes(model: torch.fx.GraphModule) -> int:
