@@ -225,7 +225,13 @@ def _quantize_static(spec: ModelSpec, weights: dict[str, np.ndarray], options: B
     import tempfile
     from pathlib import Path
 
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from ..environment import has_vnni
 
@@ -265,7 +271,10 @@ def int8_kernels(model: bytes, options: BuildOptions) -> str:
     probe.enable_profiling = True
     probe.profile_file_prefix = os.path.join(tempfile_dir(), "dlbench-ort-profile")
     session = ort.InferenceSession(model, sess_options=probe, providers=_providers(options.device, options.mode, 1))
-    shape = [options.batch, *[int(d.dim_value) for d in onnx.load_model_from_string(model).graph.input[0].type.tensor_type.shape.dim[1:]]]
+    shape = [
+        options.batch,
+        *[int(d.dim_value) for d in onnx.load_model_from_string(model).graph.input[0].type.tensor_type.shape.dim[1:]],
+    ]
     session.run(None, {INPUT: np.zeros(shape, np.float32)})
     path = session.end_profiling()
     try:
@@ -288,7 +297,7 @@ def tempfile_dir() -> str:
 
 
 def describe_kernels(counts: dict[str, int]) -> str:
-    """"QLinearConv x2, QGemm x3; float: GlobalAveragePool x1 (profile)", or "none: ..." when no int8 op ran."""
+    """ "QLinearConv x2, QGemm x3; float: GlobalAveragePool x1 (profile)", or "none: ..." when no int8 op ran."""
     int8 = [f"{op} x{n}" for op, n in counts.items() if op in INT8_OPS]
     floats = [f"{op} x{n}" for op, n in counts.items() if op in FLOAT_OPS]
     if not int8:

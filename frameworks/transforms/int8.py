@@ -70,7 +70,6 @@ def network(spec: ModelSpec, config: TransformConfig) -> ModelSpec:
 
 def apply(spec: ModelSpec, seed: int, config: TransformConfig) -> Prepared:
     """The float weights, the calibration images and (qdq) the project's scales for them."""
-    import numpy as np
 
     from ..quantization import calibration_images, quantize, to_arrays
     from ..trained import has_trained, trained_weights
