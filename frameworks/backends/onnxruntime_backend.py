@@ -194,8 +194,10 @@ def _forward(session: ort.InferenceSession) -> Forward:
 
 # ONNX Runtime's kernels that compute in integers (QDQ fusions and the QOperator format), and the float ops
 # that do the arithmetic when a QDQ pattern was not fused.
-INT8_OPS = ("QLinearConv", "ConvInteger", "QGemm", "QLinearMatMul", "MatMulInteger", "QLinearGlobalAveragePool",
-            "QLinearAveragePool", "QLinearAdd", "QLinearMul", "QLinearSoftmax", "QAttention", "DynamicQuantizeMatMul")  # fmt: skip
+INT8_OPS = (
+    "QLinearConv", "ConvInteger", "QGemm", "QLinearMatMul", "MatMulInteger", "QLinearGlobalAveragePool",
+    "QLinearAveragePool", "QLinearAdd", "QLinearMul", "QLinearSoftmax", "QAttention", "DynamicQuantizeMatMul",
+)  # fmt: skip
 FLOAT_OPS = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "GlobalAveragePool")
 CALIBRATION_BATCH = 16
 PERCENTILE = 99.99  # as frameworks.quantization's

@@ -204,7 +204,7 @@ def _forward(tvm: Any, vm: Any) -> Forward:
     return forward
 
 
-# One binding of the imported module's TVMScript: "lv3: R.Tensor((1, 6, 28, 28), dtype="float32") = R.nn.conv2d(lv1, ..."
+# One binding of the imported module's TVMScript: 'lv3: R.Tensor((1, 6, 28, 28), dtype="float32") = R.nn.conv2d(lv1,
 _BINDING = re.compile(r'^\s*(\w+): R\.Tensor\(.*?dtype="(\w+)"\) = (R\.[\w.]+)\((\w+)')
 _COMPUTE = ("R.nn.conv2d", "R.matmul", "R.nn.dense", "R.linear")
 
