@@ -189,7 +189,7 @@ def test_build_args_and_labels() -> None:
     image = CATALOG.images["torch"]
     args = build_args(image, "dlbench/base:bookworm", PipSettings(extra_index_urls=("https://a/simple",)))
     assert args["BASE_IMAGE"] == "dlbench/base:bookworm"
-    assert args["REQUIREMENTS"] == "torch==2.13.0 numpy==2.4.6"
+    assert args["REQUIREMENTS"] == "torch==2.13.0 numpy==2.4.6 torchao==0.18.0"
     assert args["EXTRA_INDEX_URL"] == "https://a/simple"
     assert args["PYTHON_HEADERS"] == "1" and "gcc" in args["APT_PACKAGES"]
     assert catalog_build_args(image)["BASE_IMAGE"] == "python:3.11-slim"
