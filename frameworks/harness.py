@@ -121,7 +121,7 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
     base = base_result(request, spec, scenario, config)
     if not info.supports(transform.name, transform.level, request.transform.config.to_strings()):
         supported = ", ".join(info.transforms) or "none"
-        return replace(base, status="skipped", finished_at=utc_now(),
+        return replace(base, status="skipped", finished_at=utc_now(), transform=skipped_record(request, spec),
                        error=f"{request.framework} does not run the {transform.name} transform as asked "
                        f"({request.transform.label()}; it runs: {supported})")  # fmt: skip
     try:
@@ -131,6 +131,18 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
     except Exception as exc:
         traceback.print_exc()
         return replace(base, error=one_line(exc), peak_rss_bytes=peak_rss_bytes(), finished_at=utc_now())
+
+
+def skipped_record(request: CellRequest, spec: ModelSpec) -> Transformed:
+    """The transform record of a cell skipped before it ran, so that its key is its transform point's: the one
+    the runner made (handed), else the point's settings alone (its weights' sha256 unknown: nothing was made)."""
+    from .inputs import handed_record
+
+    point = request.transform
+    handed = handed_record(point, spec, request.seed)
+    if handed is not None:
+        return handed
+    return Transformed(name=point.name, config=point.config.to_strings(), identity=point.config.IDENTITY)
 
 
 def base_result(request: CellRequest, spec: ModelSpec, scenario: Scenario, config: ScenarioConfig) -> Result:

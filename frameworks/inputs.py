@@ -245,6 +245,15 @@ def handed_test_split() -> tuple[np.ndarray, np.ndarray] | None:
     return _handed.load(TEST_X), _handed.load(TEST_Y)
 
 
+def handed_record(point: TransformPoint, network: ModelSpec, seed: int) -> Transformed | None:
+    """The transform record the runner made for this point (its manifest's), or None when none was handed."""
+    from .result import parse_transformed
+
+    if _handed is None or not _handed.matches(network, seed, point):
+        return None
+    return parse_transformed(_handed.manifest().get("transform"))
+
+
 def handed_transformed(
     point: TransformPoint, network: ModelSpec, batch: int, seed: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray, Transformed, dict[str, np.ndarray]] | None:
