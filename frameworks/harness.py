@@ -121,6 +121,9 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
     base = base_result(request, spec, scenario, config)
     if not info.supports(transform.name, transform.level, request.transform.config.to_strings()):
         supported = ", ".join(info.transforms) or "none"
+        note = dict(info.transform_notes).get(transform.name)
+        if note is not None and transform.name not in [t.split()[0] for t in info.transforms]:
+            supported = f"none: {note}"
         return replace(base, status="skipped", finished_at=utc_now(), transform=skipped_record(request, spec),
                        error=f"{request.framework} does not run the {transform.name} transform as asked "
                        f"({request.transform.label()}; it runs: {supported})")  # fmt: skip

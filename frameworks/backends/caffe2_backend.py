@@ -41,6 +41,12 @@ FRAMEWORK = FrameworkInfo(
     modes=("default", "ideep"),
     devices=("cpu",),
     mode_pairs=(("default", "ideep"),),
+    transform_notes=(
+        (
+            "int8",
+            "Caffe2's int8 ops (Int8Conv, DNNLOWP) need a network quantized op by op; not wired into this project",
+        ),
+    ),
 )
 INPUT = "data"
 DEVICE_TYPES = {"default": caffe2_pb2.CPU, "ideep": caffe2_pb2.IDEEP}

@@ -42,7 +42,14 @@ import caffe  # after the logging variable: glog reads it when Caffe loads
 from caffe import layers as L
 from caffe import params as P
 
-FRAMEWORK = FrameworkInfo(name="caffe", title="Caffe", import_name="caffe", modes=("net",), devices=("cpu",))
+FRAMEWORK = FrameworkInfo(
+    name="caffe",
+    title="Caffe",
+    import_name="caffe",
+    modes=("net",),
+    devices=("cpu",),
+    transform_notes=(("int8", "BVLC Caffe has no int8 inference"),),
+)
 INPUT = "data"
 BLAS_ENV = "DLBENCH_BLAS"  # the BLAS the image was built for (docker/caffe.Dockerfile): checked, not trusted
 EXPECTED = {"atlas": "ATLAS", "openblas": "OpenBLAS", "mkl": "MKL"}

@@ -37,6 +37,7 @@ FRAMEWORK = FrameworkInfo(
     modes=("numpy", "ideep"),
     devices=("cpu",),
     mode_pairs=(("numpy", "ideep"),),
+    transform_notes=(("int8", "Chainer has no int8 inference"),),
 )
 
 # What the last build ran (build_facts reports it: the mode decides what is in effect).

@@ -66,6 +66,9 @@ FRAMEWORK = FrameworkInfo(
     import_name="deepsparse",
     modes=("engine",),
     devices=("cpu",),
+    transform_notes=(
+        ("int8", "DeepSparse's int8 path (quantized ONNX graphs) is not wired into this project's DeepSparse backend"),
+    ),
 )
 SPARSE_PREFIX = "ks_"  # DeepSparse's name for its kernel-sparse kernels: ks_gevm_be-89.8%_3, ks_convolution-75.1%_12
 NO_NODE = "<none>"  # the canonical name of an engine layer that computes no node of the graph (shuffles, glue)

@@ -47,7 +47,14 @@ from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
 from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo
 
-FRAMEWORK = FrameworkInfo(name="jax", title="JAX", import_name="jax", modes=("jit",), devices=("cpu", "cuda"))
+FRAMEWORK = FrameworkInfo(
+    name="jax",
+    title="JAX",
+    import_name="jax",
+    modes=("jit",),
+    devices=("cpu", "cuda"),
+    transform_notes=(("int8", "JAX and XLA on the CPU have no post-training int8 toolchain"),),
+)
 THREADS_ENV = "PJRT_NPROC"  # XLA's DefaultThreadPoolSize reads it (then NPROC) when the CPU client starts
 POOL_THREAD = "XLAEigen"  # XLA:CPU's intra-op pool threads are named tf_XLAEigen
 PRECISION = lax.Precision.HIGHEST

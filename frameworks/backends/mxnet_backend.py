@@ -41,6 +41,12 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu", "cuda"),
     mode_pairs=(("imperative", "hybrid"),),
     train_modes=("hybrid",),
+    transform_notes=(
+        (
+            "int8",
+            "MXNet 1.9's int8 path (mxnet.contrib.quantization on oneDNN) is not wired into this project",
+        ),
+    ),
 )
 FEATURES = ("MKLDNN", "BLAS_OPEN", "BLAS_MKL", "OPENMP", "CUDA", "CUDNN")
 CPU_WORKER_THREADS = "1"  # engine workers = operators run in parallel: 1, like the other frameworks' inter-op pools

@@ -33,7 +33,14 @@ from ..loaded import MATH_TAGS, OPENMP_TAGS, blas_facts, needed_libraries, omp_m
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
 from .registry import IN_EFFECT, THREADS_FIXED, BuildOptions, Built, Forward, FrameworkInfo
 
-FRAMEWORK = FrameworkInfo(name="nnabla", title="NNabla", import_name="nnabla", modes=("static",), devices=("cpu",))
+FRAMEWORK = FrameworkInfo(
+    name="nnabla",
+    title="NNabla",
+    import_name="nnabla",
+    modes=("static",),
+    devices=("cpu",),
+    transform_notes=(("int8", "NNabla has no post-training int8 toolchain for its CPU kernels"),),
+)
 EXTENSION, TYPE_CONFIG = "cpu", "float"
 _scopes = itertools.count()  # a parameter scope per build: two builds in one process never share parameters
 # canonical tensor kind -> NNabla's parameter name under the layer's scope (PF nests its own scope in it)

@@ -17,7 +17,18 @@ from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Lay
 from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
-    name="numpy", title="NumPy", import_name="numpy", modes=("im2col",), devices=("cpu",), train_modes=("im2col",)
+    name="numpy",
+    title="NumPy",
+    import_name="numpy",
+    modes=("im2col",),
+    devices=("cpu",),
+    train_modes=("im2col",),
+    transform_notes=(
+        (
+            "int8",
+            "NumPy has no integer matrix kernels (its BLAS multiplies floats): int8 would run as float arithmetic",
+        ),
+    ),
 )
 
 Op = Callable[[np.ndarray], np.ndarray]

@@ -53,6 +53,12 @@ FRAMEWORK = FrameworkInfo(
     modes=("dynamic", "static"),
     devices=("cpu",),
     mode_pairs=(("dynamic", "static"),),
+    transform_notes=(
+        (
+            "int8",
+            "Paddle's post-training quantization (paddle.static.quantization) is not wired into this project",
+        ),
+    ),
 )
 ONEDNN_FLAGS = ("FLAGS_use_onednn", "FLAGS_use_mkldnn")  # the second is the older name Paddle still reads
 MKL_LIBRARY = "libmklml_intel.so"

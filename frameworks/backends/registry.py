@@ -154,6 +154,8 @@ class FrameworkInfo:
     transforms: tuple[str, ...] = ()
     # (mode, transform): modes that run only on that transform's weights (a sparse mode: pruned weights)
     transform_modes: tuple[tuple[str, str], ...] = ()
+    # (transform, why not): what a cell skipped for a build-level transform it does not run says
+    transform_notes: tuple[tuple[str, str], ...] = ()
     module: str = ""  # the backend module, set by discovery
 
     def __post_init__(self) -> None:

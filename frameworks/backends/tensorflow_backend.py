@@ -43,6 +43,9 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu", "cuda"),
     mode_pairs=(("eager", "graph"), ("graph", "xla")),
     train_modes=("graph", "xla"),
+    transform_notes=(
+        ("int8", "TensorFlow's int8 inference is TFLite's full-integer converter: the tflite variant runs it"),
+    ),
 )
 INTEROP_THREADS = 1  # a sequential network has no inter-op parallelism (torch and onnxruntime get 1 too)
 

@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 TOOLCHAINS = ("qdq", "native")
 CALIBRATORS = ("minmax", "percentile")  # as frameworks.quantization.CALIBRATORS (the host never imports NumPy)
 DEFAULT_CALIBRATION = 100
-# How far a native toolchain's output may be from the float64 reference (max abs error over max abs output):
-# its own scales, rounding and fused kernels; a model whose int8 output strays further is unverified.
-NATIVE_TOLERANCE = 0.1
+# How far a native toolchain's output may be from the float64 reference (max abs error over max abs output): int8
+# error itself, its own scales, rounding and fused kernels. The project's exact int8 model is 0.113 from float64 on
+# VGG-16's seeded weights (16 quantized layers), 0.003 on LeNet-5's test images; an output that strays further than
+# this bound is unverified (a uniform output against a peaked one misses it by far).
+NATIVE_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)
