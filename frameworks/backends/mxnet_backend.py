@@ -31,7 +31,7 @@ import numpy as np
 
 from ..environment import thread_count
 from ..models import BN_EPS, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Layer, MaxPool, ModelSpec, ReLU, Softmax
-from .registry import IN_EFFECT, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
+from .registry import IN_EFFECT, INT8_KERNELS, BuildOptions, Built, Forward, FrameworkInfo, TrainOptions
 
 FRAMEWORK = FrameworkInfo(
     name="mxnet",
@@ -41,18 +41,14 @@ FRAMEWORK = FrameworkInfo(
     devices=("cpu", "cuda"),
     mode_pairs=(("imperative", "hybrid"),),
     train_modes=("hybrid",),
-    transform_notes=(
-        (
-            "int8",
-            "MXNet 1.9's int8 path (mxnet.contrib.quantization on oneDNN) is not wired into this project",
-        ),
-    ),
+    transforms=("int8 toolchain=native calibrator=minmax",),
 )
 FEATURES = ("MKLDNN", "BLAS_OPEN", "BLAS_MKL", "OPENMP", "CUDA", "CUDNN")
 CPU_WORKER_THREADS = "1"  # engine workers = operators run in parallel: 1, like the other frameworks' inter-op pools
 
 # How MXNet was loaded in this process: the OpenMP threads it read then (see ``mxnet_module``).
 _loaded: dict[str, str] = {}
+_int8: dict[str, str] = {}  # what the last int8 build quantized and which int8 ops its graph runs
 
 # canonical tensor kind -> Gluon parameter suffix
 _PARAM = {"weight": "weight", "bias": "bias", "gamma": "gamma", "beta": "beta", "mean": "running_mean",
@@ -108,6 +104,7 @@ def build_facts() -> dict[str, str]:
     blas = "MKL" if features.is_enabled("BLAS_MKL") else "OpenBLAS" if features.is_enabled("BLAS_OPEN") else "BLAS"
     facts[IN_EFFECT] = "oneDNN" if in_use else blas
     facts.update(_loaded)
+    facts.update(_int8)
     return facts
 
 
@@ -124,9 +121,68 @@ def build(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions
     mx = mxnet_module(options.threads)
     _check_threads(thread_count(options.threads))
     ctx = _context(mx, options.device)
+    _int8.clear()
     net = make_net(spec, weights, options.mode, ctx)
     params, buffers = count_params(net)
+    if options.transform == "int8":
+        net = quantized_net(net, options, ctx)
     return Built(_forward(mx, net, ctx), params=params, buffers=buffers, threads=int(_loaded["omp_threads"]) or None)
+
+
+def quantized_net(net: Any, options: BuildOptions, ctx: Any) -> Any:
+    """MXNet's own post-training quantization (``contrib.quantization.quantize_net``, oneDNN int8, naive min/max
+    calibration on the cell's images), hybridized; the float net where MXNet has no int8 CPU kernels here, with
+    the proof saying so (the harness then skips the cell)."""
+    mx = mxnet_module()
+    if not mkldnn_in_use(mx.runtime.Features().is_enabled("MKLDNN"), os.environ.get("MXNET_MKLDNN_ENABLED")):
+        _int8[INT8_KERNELS] = "none: MXNet's int8 CPU kernels are oneDNN's, and oneDNN is off in this build or variant"
+        return net
+    if options.mode != "hybrid":
+        _int8[INT8_KERNELS] = "none: MXNet quantizes a hybridized symbol graph; the imperative mode runs float ops"
+        return net
+    from mxnet.contrib.quantization import quantize_net
+
+    images = mx.nd.array(np.asarray(options.data["calibration"], dtype=np.float32), ctx=ctx)
+    # the last batch padded with images already seen: a min/max calibration sees the same extremes
+    loader = mx.io.NDArrayIter(
+        data=images, batch_size=min(CALIBRATION_BATCH, int(images.shape[0])), last_batch_handle="pad"
+    )
+    net.hybridize()
+    quantized = quantize_net(net, quantized_dtype="auto", quantize_mode="full", calib_data=loader,
+                             calib_mode="naive", num_calib_examples=int(images.shape[0]), ctx=ctx)  # fmt: skip
+    quantized.hybridize(static_alloc=True, static_shape=True)
+    graph = quantized(mx.nd.zeros((options.batch, *images.shape[1:]), ctx=ctx))  # the cached graph, at the cell's batch
+    del graph
+    _int8[INT8_KERNELS] = int8_ops(quantized)
+    _int8["int8_model"] = ("mxnet.contrib.quantization.quantize_net: oneDNN int8, quantized_dtype auto, "
+                           "naive (min/max) calibration")  # fmt: skip
+    return quantized
+
+
+def int8_ops(net: Any) -> str:
+    """The conv and fully connected nodes of the quantized symbol graph, int8 or float (``quantized`` attribute)."""
+    import json
+
+    symbol = net._cached_graph[1]  # (inputs, output symbol) of the hybridized SymbolBlock
+    nodes = json.loads(symbol.tojson())["nodes"]
+    int8: dict[str, int] = {}
+    floats: dict[str, int] = {}
+    for node in nodes:
+        op = str(node.get("op", ""))
+        if op in ("null",) or not any(k in op.lower() for k in ("conv", "fully_connected", "fullyconnected")):
+            continue
+        attrs = node.get("attrs", {})
+        quantized = op.startswith("_contrib_quantized") or str(attrs.get("quantized", "")).lower() == "true"
+        bucket = int8 if quantized else floats
+        bucket[op] = bucket.get(op, 0) + 1
+    listed = ", ".join(f"{op} x{n}" for op, n in floats.items())
+    if not int8:
+        return f"none: no quantized conv or fully connected node in the graph ({listed or 'none at all'})"
+    tail = f"; float: {listed}" if listed else ""
+    return ", ".join(f"{op} x{n} (int8)" for op, n in int8.items()) + tail + " (the quantized symbol graph)"
+
+
+CALIBRATION_BATCH = 16
 
 
 def make_net(spec: ModelSpec, weights: dict[str, np.ndarray], mode: str, ctx: Any) -> Any:
