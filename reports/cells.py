@@ -218,11 +218,11 @@ def matmul_peak(result: Result, info: RunInfo | None) -> float | None:
 
 @dataclass(frozen=True)
 class SweepLine:
-    """One chart line: a row's figure at each x (NaN where the point has none). The sweep charts and
-    the training curves both draw these (``charts.Line``)."""
+    """One chart line: a row's figure at each x (NaN where the point has none). The sweep charts, the
+    training curves, the sparsity and the calibration charts all draw these (``charts.Line``)."""
 
     label: str
     group: str  # colour key: the framework
-    xs: tuple[int, ...]
+    xs: tuple[float, ...]  # batch sizes and thread counts are ints; a sparsity is not
     ys: tuple[float, ...]
     unverified: tuple[bool, ...]

@@ -309,8 +309,8 @@ def _history_panel(ax: Axes, history: History) -> None:
 
 
 class Line(Protocol):
-    """One line of a sweep chart (``cells.SweepLine``, ``pruning.SparsityLine``, ``int8.CalibrationLine``): a
-    row's figure at each x, NaN where none."""
+    """One line of a chart (``cells.SweepLine``, the one record every section draws with): a row's figure at
+    each x, NaN where none."""
 
     @property
     def label(self) -> str: ...

@@ -34,7 +34,7 @@ from frameworks.result import NO_TRANSFORM, CellKey, Result
 from frameworks.transforms.int8 import CALIBRATORS, TOOLCHAINS
 
 from . import fmt
-from .cells import figures, is_latency, model_order, model_title, per_image_samples, row_label
+from .cells import SweepLine, figures, is_latency, model_order, model_title, per_image_samples, row_label
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Speedup, compare_samples
 
 INT8 = "int8"
@@ -109,17 +109,6 @@ class Int8Row:
 
 
 @dataclass(frozen=True)
-class CalibrationLine:
-    """One chart line: a row's test accuracy (%) at each calibration size (``charts.Line``)."""
-
-    label: str
-    group: str  # colour key: the framework
-    xs: tuple[float, ...]
-    ys: tuple[float, ...]
-    unverified: tuple[bool, ...]
-
-
-@dataclass(frozen=True)
 class Reference:
     """A float32 test accuracy (%) the int8 lines are read against: one horizontal line of the chart."""
 
@@ -143,7 +132,7 @@ class Int8Model:
     title: str
     sizes: tuple[str, ...]  # the calibration sizes the cells ran, in order
     rows: tuple[AccuracyRow, ...]
-    lines: tuple[CalibrationLine, ...]
+    lines: tuple[SweepLine, ...]
     references: tuple[Reference, ...]
 
 
@@ -503,7 +492,7 @@ def _accuracy_reference(
     return next((r for r in same if r.status == "ok" and r.accuracy is not None), None)
 
 
-def _lines(rows: dict[str, dict[str, Result]]) -> list[CalibrationLine]:
+def _lines(rows: dict[str, dict[str, Result]]) -> list[SweepLine]:
     """One line per row: test accuracy (%) at each calibration size that is a number (a row with no point draws
     nothing)."""
     lines = []
@@ -517,7 +506,7 @@ def _lines(rows: dict[str, dict[str, Result]]) -> list[CalibrationLine]:
             continue
         xs, ys, bad = zip(*points, strict=True)
         group = next(iter(by_size.values())).framework
-        lines.append(CalibrationLine(name, group, tuple(xs), tuple(ys), tuple(bad)))
+        lines.append(SweepLine(name, group, tuple(xs), tuple(ys), tuple(bad)))
     return lines
 
 

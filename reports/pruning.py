@@ -33,7 +33,16 @@ from frameworks.backends.registry import SPARSE_KERNELS
 from frameworks.result import Result
 
 from . import fmt
-from .cells import figures, framework_title, is_latency, model_order, model_title, per_image_samples, row_label
+from .cells import (
+    SweepLine,
+    figures,
+    framework_title,
+    is_latency,
+    model_order,
+    model_title,
+    per_image_samples,
+    row_label,
+)
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Speedup, compare_samples, dense_mode, prune_pairs, sparse_pairs
 
 PRUNE = "prune"
@@ -104,17 +113,6 @@ class SpeedupRow:
 
 
 @dataclass(frozen=True)
-class SparsityLine:
-    """One chart line: a row's figure at each counted sparsity (``charts.Line``)."""
-
-    label: str
-    group: str  # colour key: the framework
-    xs: tuple[float, ...]
-    ys: tuple[float, ...]
-    unverified: tuple[bool, ...]
-
-
-@dataclass(frozen=True)
 class PruningModel:
     model: str
     title: str
@@ -123,9 +121,9 @@ class PruningModel:
     sizes: tuple[SizeRow, ...]
     accuracy: tuple[AccuracyRow, ...]
     accuracy_note: str  # why there is no accuracy table ("" when there is one)
-    accuracy_lines: tuple[SparsityLine, ...]
+    accuracy_lines: tuple[SweepLine, ...]
     latency: tuple[LatencyRow, ...]
-    latency_lines: tuple[SparsityLine, ...]
+    latency_lines: tuple[SweepLine, ...]
     vs_unpruned: tuple[SpeedupRow, ...]
     vs_dense: tuple[SpeedupRow, ...]
     notes: tuple[str, ...]
@@ -353,7 +351,7 @@ def _accuracy_percent(result: Result) -> float | None:
     return 100.0 * result.accuracy if result.status == "ok" and result.accuracy is not None else None
 
 
-def _lines(cells: list[Result], labels: dict[int, str], value: Callable[[Result], float | None]) -> list[SparsityLine]:
+def _lines(cells: list[Result], labels: dict[int, str], value: Callable[[Result], float | None]) -> list[SweepLine]:
     """One line per row label: the figure ``value(cell)`` at each cell's counted sparsity (cells without one,
     or without the figure, are left out; a row with no point draws nothing)."""
     points: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
@@ -369,7 +367,7 @@ def _lines(cells: list[Result], labels: dict[int, str], value: Callable[[Result]
     for label, found in points.items():
         found.sort()
         xs, ys, bad = zip(*found, strict=True)
-        lines.append(SparsityLine(label, groups[label], tuple(xs), tuple(ys), tuple(bad)))
+        lines.append(SweepLine(label, groups[label], tuple(xs), tuple(ys), tuple(bad)))
     return lines
 
 
