@@ -7,7 +7,7 @@ as a fallback), so the page can never show a number that the result file does no
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,3 +226,21 @@ class SweepLine:
     xs: tuple[float, ...]  # batch sizes and thread counts are ints; a sparsity is not
     ys: tuple[float, ...]
     unverified: tuple[bool, ...]
+
+
+def distinct_labels(cells: Sequence[Result], show_launcher: bool, point: Callable[[Result], str]) -> dict[int, str]:
+    """Each cell's row label (by ``id``): ``variant / mode``, with the scenario identity where two cells of one
+    label, model and transform point (``point``: a sparsity, an int8 config) differ in it (batch 1 and batch 8)."""
+    base = {id(r): row_label(r, show_launcher) for r in cells}
+    seen: set[tuple[str, str, str]] = set()
+    clashing: set[str] = set()
+    for r in cells:
+        key = (base[id(r)], r.model, point(r))
+        if key in seen:
+            clashing.add(key[0])
+        seen.add(key)
+    return {id(r): f"{base[id(r)]} [{identity_text(r)}]" if base[id(r)] in clashing else base[id(r)] for r in cells}
+
+
+def identity_text(result: Result) -> str:
+    return ", ".join(f"{name}={value}" for name, value in result.key().identity) or "no identity"

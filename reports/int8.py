@@ -34,7 +34,16 @@ from frameworks.result import NO_TRANSFORM, CellKey, Result
 from frameworks.transforms.int8 import CALIBRATORS, TOOLCHAINS
 
 from . import fmt
-from .cells import SweepLine, figures, is_latency, model_order, model_title, per_image_samples, row_label
+from .cells import (
+    SweepLine,
+    distinct_labels,
+    figures,
+    is_latency,
+    model_order,
+    model_title,
+    per_image_samples,
+    row_label,
+)
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Speedup, compare_samples
 
 INT8 = "int8"
@@ -237,21 +246,8 @@ def _config_text(result: Result) -> str:
 
 
 def int8_labels(cells: Sequence[Result], show_launcher: bool) -> dict[int, str]:
-    """Each cell's row label (by ``id``): ``variant / mode``, with the scenario identity where two cells of one
-    label, model and int8 config differ in it (a cell at batch 1 and one at batch 8)."""
-    base = {id(r): row_label(r, show_launcher) for r in cells}
-    seen: set[tuple[str, str, str]] = set()
-    clashing: set[str] = set()
-    for r in cells:
-        key = (base[id(r)], r.model, _config_text(r))
-        if key in seen:
-            clashing.add(key[0])
-        seen.add(key)
-    return {id(r): f"{base[id(r)]} [{_identity(r)}]" if base[id(r)] in clashing else base[id(r)] for r in cells}
-
-
-def _identity(result: Result) -> str:
-    return ", ".join(f"{name}={value}" for name, value in result.key().identity) or "no identity"
+    """Each cell's row label (``cells.distinct_labels``), told apart by its int8 config."""
+    return distinct_labels(cells, show_launcher, _config_text)
 
 
 def _by_key(results: Iterable[Result], *also: str) -> dict[CellKey, list[Result]]:

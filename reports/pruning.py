@@ -35,13 +35,13 @@ from frameworks.result import Result
 from . import fmt
 from .cells import (
     SweepLine,
+    distinct_labels,
     figures,
     framework_title,
     is_latency,
     model_order,
     model_title,
     per_image_samples,
-    row_label,
 )
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Speedup, compare_samples, dense_mode, prune_pairs, sparse_pairs
 
@@ -175,21 +175,8 @@ def pruning_section(results: Sequence[Result], show_launcher: bool) -> PruningSe
 
 
 def pruned_labels(cells: Sequence[Result], show_launcher: bool) -> dict[int, str]:
-    """Each cell's row label (by ``id``): ``variant / mode``, with the scenario identity where two cells of one
-    label, model and sparsity differ in it (a latency cell at batch 1 and one at batch 8)."""
-    base = {id(r): row_label(r, show_launcher) for r in cells}
-    seen: set[tuple[str, str, str]] = set()
-    clashing: set[str] = set()
-    for r in cells:
-        key = (base[id(r)], r.model, target_of(r))
-        if key in seen:
-            clashing.add(key[0])
-        seen.add(key)
-    return {id(r): f"{base[id(r)]} [{_identity(r)}]" if base[id(r)] in clashing else base[id(r)] for r in cells}
-
-
-def _identity(result: Result) -> str:
-    return ", ".join(f"{name}={value}" for name, value in result.key().identity) or "no identity"
+    """Each cell's row label (``cells.distinct_labels``), told apart by its sparsity."""
+    return distinct_labels(cells, show_launcher, target_of)
 
 
 def target_of(result: Result) -> str:
