@@ -159,3 +159,19 @@ def test_calibration_beyond_the_dataset_fails_the_cell_with_one_line() -> None:
         get_transform("int8").apply(get_model("lenet5"), 0, Int8Config(70000))
     with pytest.raises(ValueError, match="vgg16 calibrates on at most 1783 images"):
         get_transform("int8").apply(get_model("vgg16"), 0, Int8Config(5000))
+
+
+@pytest.mark.framework
+def test_without_vnni_onnx_runtime_quantizes_with_the_seven_bit_weights_its_docs_advise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The path a CPU without VNNI takes (AVX2 only), taken here whatever this CPU has: reduce_range, said in
+    the cell, int8 kernels, the accuracy within a point."""
+    pytest.importorskip("onnxruntime")
+    from frameworks import environment
+
+    monkeypatch.setattr(environment, "has_vnni", lambda: False)
+    result = _cell("session", _point(100, "native"))
+    assert result.status == "ok" and result.verified, result.error
+    assert "reduce_range=True (no VNNI on this CPU)" in result.build["int8_model"]
+    assert result.accuracy is not None and abs(result.accuracy - FLOAT32_ACCURACY) <= 0.01
