@@ -244,3 +244,16 @@ def distinct_labels(cells: Sequence[Result], show_launcher: bool, point: Callabl
 
 def identity_text(result: Result) -> str:
     return ", ".join(f"{name}={value}" for name, value in result.key().identity) or "no identity"
+
+
+def machines_of(cells: Iterable[Result]) -> list[tuple[str, Result]]:
+    """Each machine the cells ran on, once, with the first cell seen there: keyed by fingerprint, or by CPU model
+    for a cell without a machine record (cells without an environment are left out)."""
+    seen: dict[str, Result] = {}
+    for r in cells:
+        env = r.environment
+        if env is None:
+            continue
+        key = f"machine:{env.machine.fingerprint}" if env.machine is not None else f"cpu:{env.cpu_model}"
+        seen.setdefault(key, r)
+    return list(seen.items())

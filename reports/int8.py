@@ -39,6 +39,7 @@ from .cells import (
     distinct_labels,
     figures,
     is_latency,
+    machines_of,
     model_order,
     model_title,
     per_image_samples,
@@ -283,23 +284,21 @@ def made_by(rows: Iterable[Int8Row]) -> tuple[tuple[str, str], ...]:
 
 
 def feature_lines(cells: Sequence[Result]) -> list[FeatureLine]:
-    """Each machine the int8 cells ran on, once (by fingerprint; a cell without a machine record by its CPU)."""
-    lines: dict[str, FeatureLine] = {}
-    for r in cells:
+    """Each machine the int8 cells ran on, once (``cells.machines_of``), with its int8-deciding features."""
+    lines = []
+    for _, r in machines_of(cells):
         env = r.environment
-        if env is None:
-            continue
+        assert env is not None
         machine = env.machine
         if machine is None:
             states = tuple((FEATURE_TITLES[f], NOT_RECORDED) for f in INT8_FLAGS)
-            line = FeatureLine(f"{env.cpu_model} (no machine record)", states, "Its features were not recorded.")
-            lines.setdefault(f"cpu:{env.cpu_model}", line)
+            lines.append(FeatureLine(f"{env.cpu_model} (no machine record)", states, "Its features were not recorded."))
             continue
         have = set(machine.flags)
         states = tuple((FEATURE_TITLES[f], "present" if f in have else "absent") for f in INT8_FLAGS)
         name = f"{machine.model_name or env.cpu_model} (machine {machine.fingerprint})"
-        lines.setdefault(f"machine:{machine.fingerprint}", FeatureLine(name, states, int8_verdict(have)))
-    return list(lines.values())
+        lines.append(FeatureLine(name, states, int8_verdict(have)))
+    return lines
 
 
 def int8_verdict(flags: set[str]) -> str:

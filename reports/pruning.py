@@ -39,6 +39,7 @@ from .cells import (
     figures,
     framework_title,
     is_latency,
+    machines_of,
     model_order,
     model_title,
     per_image_samples,
@@ -422,19 +423,17 @@ def _ms_text(result: Result) -> str:
 
 
 def feature_rows(cells: Sequence[Result]) -> list[FeatureRow]:
-    """Each machine the cells ran on, once (by fingerprint; a cell without a machine record by its CPU model)."""
-    rows: dict[str, FeatureRow] = {}
-    for r in cells:
+    """Each machine the cells ran on, once (``cells.machines_of``), with the features that decide sparse speed."""
+    rows = []
+    for _, r in machines_of(cells):
         env = r.environment
-        if env is None:
-            continue
+        assert env is not None
         machine = env.machine
         if machine is None:
-            key = f"cpu:{env.cpu_model}"
-            row = FeatureRow("not recorded (no machine record)", env.cpu_model, ("not recorded",) * len(FEATURES))
+            rows.append(
+                FeatureRow("not recorded (no machine record)", env.cpu_model, ("not recorded",) * len(FEATURES))
+            )
         else:
-            key = f"machine:{machine.fingerprint}"
             values = tuple("present" if f in machine.flags else "absent" for f in FEATURES)
-            row = FeatureRow(machine.fingerprint, machine.model_name or env.cpu_model, values)
-        rows.setdefault(key, row)
-    return list(rows.values())
+            rows.append(FeatureRow(machine.fingerprint, machine.model_name or env.cpu_model, values))
+    return rows
