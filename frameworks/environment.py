@@ -257,7 +257,34 @@ def environment(matmul_peak_gflops: float | None = None) -> Environment:
         load_avg_1m=os.getloadavg()[0],
         matmul_peak_gflops=matmul_peak_gflops,
         machine=machine(),
+        cpu_governor=cpu_governor(),
+        cpu_boost=cpu_boost(),
     )
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def cpu_governor() -> str | None:
+    """cpufreq's scaling governor of the first CPU ("performance", "powersave", ...); None where the
+    kernel shows no cpufreq (most virtual machines): then the report says it is not known."""
+    return _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+
+def cpu_boost() -> str | None:
+    """Whether the CPU may boost above its base clock: cpufreq's ``boost`` (AMD, acpi-cpufreq) or
+    intel_pstate's ``no_turbo`` (inverted); None where neither is readable."""
+    boost = _read("/sys/devices/system/cpu/cpufreq/boost")
+    if boost in ("0", "1"):
+        return "on" if boost == "1" else "off"
+    no_turbo = _read("/sys/devices/system/cpu/intel_pstate/no_turbo")
+    if no_turbo in ("0", "1"):
+        return "off" if no_turbo == "1" else "on"
+    return None
 
 
 def peak_rss_bytes() -> int:

@@ -8,7 +8,11 @@ back as a failed result, never an exception.
 the first inference on the verification input (timed separately: it includes lazy compilation)
 and compare it to the NumPy float64 reference, warm up, then time each iteration around feed +
 forward + fetch (the backend's ``forward``) with a fresh input made outside the timer, until at
-least ``iterations`` samples and ``min_time`` seconds are in.
+least ``iterations`` samples and ``min_time`` seconds are in, and then on until the median's 95%
+confidence interval is within ``precision`` of it or ``max_time`` seconds have passed (the cap; the
+precision reached is recorded, and a measurement that stopped short of it is not valid). Other
+processes' CPU load is read over the timed loop, or over the whole cell where the loop was too short
+for /proc/stat's ticks; each measurement is judged (``frameworks.validity``) as it is made.
 
 ``run_point`` measures one point of a sweep in a process of its own (``python -m
 frameworks.predict --scenario latency``): thread counts are read by BLAS and OpenMP once per
@@ -20,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import glob
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -49,8 +55,9 @@ from .inputs import handed
 from .models import ModelSpec, get_model
 from .result import Measurement, Result, Stats, Transformed, cell_result, utc_now
 from .scenarios import Scenario, ScenarioConfig, get_scenario
-from .stats import stability_warnings, summarize
+from .stats import median_ci, stability_warnings, summarize
 from .transforms import NO_POINT, NONE, TransformPoint
+from .validity import judge
 from .verify import compare, reference_output, verification_input
 from .weights import Weights, canonical_weights, make_input
 
@@ -128,7 +135,7 @@ def run_cell(request: CellRequest, scenario_name: str, config: ScenarioConfig) -
                        error=f"{request.framework} does not run the {transform.name} transform as asked "
                        f"({request.transform.label()}; it runs: {supported})")  # fmt: skip
     try:
-        return scenario.measure(request, spec, config, base)
+        return judge(scenario.measure(request, spec, config, base))
     except CudaUnavailable:
         raise
     except Exception as exc:
@@ -345,6 +352,8 @@ def measure_forward(
     """
     if inputs is None:
         inputs = cell_inputs(request, spec, batch)
+    cell_meter, throttles = LoadMeter(), throttle_events()
+    cell_meter.start()  # the whole cell's load: the figure when the timed loop is too short for one
     options = build_options(request, batch, inputs.data)
     built = backend.build(spec, inputs.weights, options)
     x0 = inputs.x0 if inputs.x0 is not None else verification_input(spec, batch, request.seed)
@@ -359,6 +368,9 @@ def measure_forward(
     warm_rng = np.random.default_rng([request.seed, 1])
     warmup = tuple(_timed_call(built.forward, make_input(spec, batch, warm_rng)) for _ in range(timing.warmup))
     samples, load = _time_loop(built.forward, spec, batch, request.seed, timing)
+    if load is None:
+        load = cell_meter.stop()
+    throttled = _rise(throttles, throttle_events())
     stats = summarize(samples)
     accuracy = inputs.evaluate(built.forward) if inputs.evaluate is not None else None
     measurement = Measurement(
@@ -381,6 +393,7 @@ def measure_forward(
         warnings=tuple(
             measurement_warnings(stats, check.verified, check.max_error, check.tolerance, load, facts.get(PRECISION))
         ),
+        throttle_events=throttled,
     )
     return Measured(measurement, facts, inputs.transformed)
 
@@ -422,7 +435,12 @@ def measured_result(base: Result, measured: Measured) -> Result:
 def _time_loop(
     forward: Callable[[np.ndarray], object], spec: ModelSpec, batch: int, seed: int, timing: ScenarioConfig
 ) -> tuple[list[float], float | None]:
-    """Timed samples in seconds per batch, and other processes' CPU load during them."""
+    """Timed samples in seconds per batch, and other processes' CPU load during them.
+
+    Past the minimum (``iterations`` and ``min_time``) the precision is checked each time the sample
+    count has grown by a tenth, so the check's cost (a sort and the binomial interval) stays a small
+    share of the loop however many samples a fast model gives.
+    """
     rng = np.random.default_rng([seed, 2])
     samples: list[float] = []
     meter = LoadMeter()
@@ -431,13 +449,49 @@ def _time_loop(
     try:
         meter.start()
         started = time.monotonic()
-        while len(samples) < timing.iterations or time.monotonic() - started < timing.min_time:
+        check_at = timing.iterations
+        while True:
             x = make_input(spec, batch, rng)
             samples.append(_timed_call(forward, x))
+            elapsed = time.monotonic() - started
+            if len(samples) < timing.iterations or elapsed < timing.min_time:
+                continue
+            if elapsed >= timing.max_time:
+                break
+            if len(samples) >= check_at:
+                if precise(samples, timing.precision):
+                    break
+                check_at = len(samples) + max(1, len(samples) // 10)
         load = meter.stop()
     finally:
         gc.enable()
     return samples, load
+
+
+def precise(samples: list[float], precision: float) -> bool:
+    """Whether the median's 95% confidence interval is within +-``precision`` of the median."""
+    ordered = sorted(samples)
+    low, high = median_ci(ordered)
+    median = statistics.median(ordered)
+    return median > 0 and max(median - low, high - median) <= precision * median
+
+
+# The kernel's thermal throttle counters, per CPU (Intel; absent on most virtual machines and AMD).
+THROTTLE_COUNTERS = "/sys/devices/system/cpu/cpu*/thermal_throttle/*_throttle_count"
+
+
+def throttle_events() -> int | None:
+    """The sum of the CPUs' thermal throttle counters; None where the kernel shows none."""
+    total, seen = 0, False
+    for path in glob.glob(THROTTLE_COUNTERS):
+        with contextlib.suppress(OSError, ValueError):
+            total += int(Path(path).read_text().strip())
+            seen = True
+    return total if seen else None
+
+
+def _rise(before: int | None, after: int | None) -> int | None:
+    return after - before if before is not None and after is not None else None
 
 
 def measurement_warnings(
@@ -466,6 +520,7 @@ def point_command(request: CellRequest, timing: ScenarioConfig, batch: int, thre
         "--framework", request.framework, "--model", request.model, "--mode", request.mode,
         "--device", request.device, "--batch", str(batch), "--threads", str(threads), "--seed", str(request.seed),
         "--iterations", str(timing.iterations), "--warmup", str(timing.warmup), "--min-time", f"{timing.min_time:g}",
+        "--precision", f"{timing.precision:g}", "--max-time", f"{timing.max_time:g}",
         *request.transform.to_args(), *inputs, "--output", "-",
     ]  # fmt: skip
 

@@ -23,7 +23,7 @@ from .compat import UNION_TYPES, type_hints
 if TYPE_CHECKING:
     from .models import ModelSpec
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_HISTORY: dict[int, str] = {
     1: "one batch-1 latency measurement per cell; `backend` names how the runner launched it",
     2: "a scenario axis: `scenario`, its `config` (as strings) and the `identity` fields of it that make "
@@ -38,6 +38,10 @@ SCHEMA_HISTORY: dict[int, str] = {
     "threads in use, accuracy) move into `points`, one `Measurement` like each point of a sweep; a transform "
     "axis: `transform` (what was done to the model before it ran: its name, config, identity fields, the sha256 "
     "of the weights it produced, their sparsity and sizes), part of the cell's key",
+    6: "trust: a validity verdict per measurement and per cell (`valid`, `invalid_reasons`, judged by "
+    "`frameworks.validity`; lines of older schemas are judged when read), CPU throttling events seen during a "
+    "measurement (`throttle_events`), the CPU governor and boost in `environment`; run.json records the "
+    "project's version and commit and the float32 GEMM peak as a record (`peak`: library, size, threads, load)",
 }
 RESULTS_FILE = "results.jsonl"  # a run directory: one result per line, appended as cells finish
 RUN_FILE = "run.json"  # and what the run was (RunInfo)
@@ -61,6 +65,13 @@ class Stats:
     median_ci_low: float  # distribution-free confidence interval for the median
     median_ci_high: float
     ci_level: float
+
+    @property
+    def half_width(self) -> float | None:
+        """The median's confidence interval's larger half, relative to the median: the precision reached."""
+        if self.median <= 0:
+            return None
+        return max(self.median - self.median_ci_low, self.median_ci_high - self.median) / self.median
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,34 @@ class Environment:
     matmul_peak_gflops: float | None = None  # float32 matmul peak, measured in the same run
     memory_limit_bytes: int | None = None  # cgroup limit (a container's --memory); None: none below the host's
     machine: Machine | None = None  # None in results written before schema 3: a machine of its own
+    cpu_governor: str | None = None  # cpufreq's scaling governor of the first CPU; None where not readable
+    cpu_boost: str | None = None  # "on" / "off" (cpufreq boost, intel_pstate no_turbo); None where not readable
+
+
+@dataclass(frozen=True)
+class GemmPoint:
+    """One float32 GEMM timing of the peak: a library at a matrix size and thread count."""
+
+    library: str  # "mkl", "onednn", "openblas"
+    size: int  # square matrices of this side
+    threads: int
+    gflops: float  # best of its repeats
+    other_load: float | None  # other processes' CPU use while its process ran; None where not measurable
+
+
+@dataclass(frozen=True)
+class Peak:
+    """This machine's float32 GEMM peak (``frameworks.peak``): the best point of every library, size
+    and thread count tried, the bound a float32 cell's achieved GFLOP/s is held to."""
+
+    gflops: float
+    library: str
+    size: int
+    threads: int
+    other_load: float | None  # during the best point
+    points: tuple[GemmPoint, ...] = ()  # every point measured, busy repeats included
+    missing: tuple[str, ...] = ()  # libraries that could not be loaded, with the reason
+    attempts: int = 1  # measured again while the machine was busy
 
 
 @dataclass(frozen=True)
@@ -130,6 +169,9 @@ class Measurement:
     speedup: float | None = None  # thread scaling: median at 1 thread / median here
     efficiency: float | None = None  # speedup / threads
     warnings: tuple[str, ...] = ()
+    throttle_events: int | None = None  # the CPUs' thermal throttle counters' rise; None where not readable
+    valid: bool | None = None  # frameworks.validity's verdict; None for a measurement that did not run
+    invalid_reasons: tuple[str, ...] = ()  # why it is not valid, in words a report shows as they are
 
 
 NO_TRANSFORM = "none"
@@ -288,6 +330,8 @@ class Result:
     tolerance: float | None = None
     other_load: float | None = None  # the most other processes used during any timed loop, in CPUs
     warnings: tuple[str, ...] = ()
+    valid: bool | None = None  # the cell's verdict (frameworks.validity): every measurement valid; None if none ran
+    invalid_reasons: tuple[str, ...] = ()
     environment: Environment | None = None
     started_at: str | None = None  # ISO 8601, UTC
     finished_at: str | None = None
@@ -405,10 +449,15 @@ class Result:
         """Parse and validate (migrating older schemas); raises ``ValueError`` naming the offending field."""
         if not isinstance(data, dict):
             raise ValueError(f"a result must be a JSON object, got {type(data).__name__}")
+        written = data.get("schema_version")
         data = _migrated(data, RESULT_MIGRATIONS, "")
         result = _build(cls, data, "result")
         if result.status not in STATUSES:
             raise ValueError(f"result.status must be one of {', '.join(STATUSES)}, got {result.status!r}")
+        if written != SCHEMA_VERSION:  # written before verdicts: judged now, by the same function
+            from .validity import judge
+
+            result = judge(result)
         return result
 
     @classmethod
@@ -554,8 +603,8 @@ def migrate_result_v4(data: dict[str, Any]) -> dict[str, Any]:
     return migrated
 
 
-RESULT_MIGRATIONS = {1: migrate_result_v1, 2: _unchanged, 3: _unchanged, 4: migrate_result_v4}
-RUN_MIGRATIONS = {1: migrate_run_v1, 2: _unchanged, 3: _unchanged, 4: _unchanged}
+RESULT_MIGRATIONS = {1: migrate_result_v1, 2: _unchanged, 3: _unchanged, 4: migrate_result_v4, 5: _unchanged}
+RUN_MIGRATIONS = {1: migrate_run_v1, 2: _unchanged, 3: _unchanged, 4: _unchanged, 5: _unchanged}
 
 T = TypeVar("T")
 
@@ -704,7 +753,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint in (Stats, Environment, Measurement, Machine, Epoch, Training, Transformed):
+    if hint in (Stats, Environment, Measurement, Machine, Epoch, Training, Transformed, Peak, GemmPoint):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return _build(hint, value, where)
@@ -749,9 +798,12 @@ class RunInfo:
     docker_version: str | None = None
     images: dict[str, str] = field(default_factory=dict)  # variant -> image id
     settings: dict[str, str] = field(default_factory=dict)  # iterations, min_time, cpuset, memory, timeout, ...
-    matmul_peak_gflops: float | None = None  # this machine's float32 matmul peak, measured in the run
+    matmul_peak_gflops: float | None = None  # this machine's float32 GEMM peak, measured in the run (peak.gflops)
     host_name: str | None = None  # the runner's name for this machine, in a run on several machines
     hosts: dict[str, str] = field(default_factory=dict)  # a several-machine run's top run.json: name -> engine URL
+    peak: Peak | None = None  # how the peak was measured (schema 6)
+    project_version: str | None = None  # this project's version, and its git commit ("not a git checkout")
+    project_commit: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False, indent=2)

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from frameworks.backends.registry import FRAMEWORKS
-from frameworks.environment import THREAD_ENV, available_cpus, format_cpuset
+from frameworks.environment import available_cpus, format_cpuset
 from frameworks.models import MODELS, ModelSpec, get_model
 from frameworks.options import UsageError, choose_scenarios, scenario_configs, transform_points
-from frameworks.result import RESULTS_FILE, CellKey, Environment, Result, Status, cell_result, utc_now
+from frameworks.result import RESULTS_FILE, CellKey, Environment, Peak, Result, Status, _build, cell_result, utc_now
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS, ScenarioConfig
 from frameworks.scenarios.config import DEFAULT_TIMEOUT_S, fields_of, flag
 from frameworks.trained import WeightsMismatch, extract_weights
@@ -731,31 +731,49 @@ def _make_inputs(
         return None, f"printed {proc.stdout.strip()[:80]!r}", ()
 
 
-# --- the host's matmul peak ----------------------------------------------------------------------
-
-_PEAK_CODE = "from frameworks.peak import matmul_peak_gflops; print(matmul_peak_gflops())"
+# --- the host's float32 GEMM peak ------------------------------------------------------------------
 
 
-def measure_host_peak(cpus: str, timeout: float = 300) -> tuple[float | None, str]:
-    """The host's float32 matmul peak at the cells' thread count, in a subprocess pinned to the cpuset.
-
-    A subprocess because BLAS reads its thread count once at import, and so that the runner itself
-    never imports NumPy. Returns (GFLOP/s or None, a note on how it was measured or why not).
-    """
-    threads = str(len(parse_cpuset(cpus)))
-    env = {**os.environ, **{name: threads for name in THREAD_ENV}}
+def measure_host_peak(cpus: str, timeout: float = 600) -> tuple[Peak | None, str]:
+    """The host's float32 GEMM peak up to the cells' thread count (``frameworks.peak``), in a subprocess
+    pinned to the cpuset: the runner itself never imports NumPy or a BLAS. Returns (the peak or None, a
+    note on how it was measured or why not)."""
     allowed = parse_cpuset(cpus)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _PEAK_CODE], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-            timeout=timeout, check=False, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+            [sys.executable, "-m", "frameworks.peak", "--cpus", str(len(allowed))], cwd=REPO_ROOT,
+            capture_output=True, text=True, timeout=timeout, check=False,
+            preexec_fn=lambda: os.sched_setaffinity(0, allowed),
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        return None, f"the matmul peak took more than {timeout:.0f} s"
+        return None, f"the GEMM peak took more than {timeout:.0f} s"
     if proc.returncode != 0:
-        return None, f"the matmul peak failed: {last_line(proc.stderr) or describe_exit(proc.returncode)}"
+        return None, f"the GEMM peak failed: {last_line(proc.stderr) or describe_exit(proc.returncode)}"
     try:
-        value = float(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return None, f"the matmul peak printed {proc.stdout.strip()[:80]!r}"
-    return value, f"host NumPy float32 matmul, {threads} threads on CPUs {cpus}"
+        peak = parse_peak(proc.stdout)
+    except ValueError as exc:
+        return None, f"the GEMM peak printed {proc.stdout.strip()[:80]!r} ({exc})"
+    return peak, f"{peak_note(peak)}, on CPUs {cpus}"
+
+
+def parse_peak(stdout: str) -> Peak:
+    """``python -m frameworks.peak``'s last line as a ``Peak``; ``ValueError`` if it is not one."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise ValueError("nothing printed")
+    try:
+        data = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(exc.msg) from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return _build(Peak, data, "peak")
+
+
+def peak_note(peak: Peak) -> str:
+    """How the peak was measured, in one line for run.json's settings and the log."""
+    busy = f", measured {peak.attempts} times (busy)" if peak.attempts > 1 else ""
+    load = f", other load {peak.other_load:.2f} CPUs" if peak.other_load is not None else ", load unknown"
+    missing = f"; not measured: {'; '.join(peak.missing)}" if peak.missing else ""
+    return (f"float32 GEMM, best of {len(peak.points)} points: {peak.library} sgemm {peak.size}x{peak.size}, "
+            f"{peak.threads} threads{load}{busy}{missing}")  # fmt: skip

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from frameworks.result import CellKey, Environment, Result, RunInfo, utc_now
+from frameworks.result import CellKey, Environment, Peak, Result, RunInfo, utc_now
 
 from .engine import ENGINE_LOST, EngineLost, EngineUnavailable, first_line
 from .hosts import Host
@@ -33,10 +33,13 @@ from .matrix import (
     Settings,
     history_path,
     measure_host_peak,
+    parse_peak,
+    peak_note,
     prepare_inputs,
     runner_result,
     with_inputs,
 )
+from .provenance import provenance
 from .rundir import append_result, write_run_info
 
 RECONNECT_ATTEMPTS = 3
@@ -205,9 +208,10 @@ def start_info(job: HostJob, launcher: Launcher, prepared: Prepared) -> RunInfo:
         host, peak, note = probe_host(launcher, prepared, job.settings, job.no_peak)
     else:
         peak, note = (None, "not measured (--no-peak)") if job.no_peak else measure_host_peak(job.settings.cpus)
-        host = environment(matmul_peak_gflops=peak)
+        host = environment(matmul_peak_gflops=peak.gflops if peak else None)
     if not job.no_peak:
-        job.log(f"matmul peak: {f'{peak:.1f} GFLOP/s' if peak else note}")
+        job.log(f"float32 GEMM peak: {f'{peak.gflops:.1f} GFLOP/s ({note})' if peak else note}")
+    version, commit = provenance()
     return RunInfo(
         run_id=job.run_id,
         command=job.settings.command(),
@@ -221,19 +225,22 @@ def start_info(job: HostJob, launcher: Launcher, prepared: Prepared) -> RunInfo:
             "matmul_peak": note,
             **({"host_url": job.host.public_url} if job.probe else {}),
         },
-        matmul_peak_gflops=peak,
+        matmul_peak_gflops=peak.gflops if peak else None,
+        peak=peak,
         host_name=job.host.name if job.probe else None,
+        project_version=version,
+        project_commit=commit,
     )
 
 
 _FACTS = "import dataclasses, json; from frameworks.environment import environment; print(json.dumps(dataclasses.asdict(environment())))"  # noqa: E501
-_PEAK = "from frameworks.peak import matmul_peak_gflops; print(matmul_peak_gflops())"
 
 
 def probe_host(
     launcher: Launcher, prepared: Prepared, settings: Settings, no_peak: bool
-) -> tuple[Environment, float | None, str]:
-    """The machine behind an engine, as a container on it sees it, and its matmul peak measured there."""
+) -> tuple[Environment, Peak | None, str]:
+    """The machine behind an engine, as a container on it sees it, and its GEMM peak measured there
+    (with the GEMM libraries the image has: NumPy's OpenBLAS at least)."""
     from frameworks.result import Environment as Env
     from frameworks.result import _build
 
@@ -245,11 +252,11 @@ def probe_host(
     if no_peak:
         return facts, None, "not measured (--no-peak)"
     try:
-        peak = float(probe(image, ["python", "-c", _PEAK], settings).strip().splitlines()[-1])
-    except (ValueError, IndexError, RuntimeError) as exc:
-        return facts, None, f"the matmul peak failed: {first_line(exc)}"
-    note = f"NumPy float32 matmul in {image[:19]}, {settings.threads} threads on CPUs {settings.cpus} of the host"
-    return replace(facts, matmul_peak_gflops=peak), peak, note
+        peak = parse_peak(probe(image, ["python", "-m", "frameworks.peak", "--cpus", str(settings.threads)], settings))
+    except (ValueError, RuntimeError) as exc:
+        return facts, None, f"the GEMM peak failed: {first_line(exc)}"
+    note = f"{peak_note(peak)}, in {image[:19]} on CPUs {settings.cpus} of the host"
+    return replace(facts, matmul_peak_gflops=peak.gflops), peak, note
 
 
 def _json(text: str) -> Any:

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.framework, pytest.mark.docker, pytest.mark.slow]
 IMAGE = "deepsparse"
 FRAMEWORK, MODE = "deepsparse", "engine"
 SEED = 3  # fresh weights and inputs, as tests/test_equivalence.py uses: not the benchmarks' seed
-QUICK = ("--iterations", "1", "--warmup", "0", "--min-time", "0")
+QUICK = ("--iterations", "1", "--warmup", "0", "--min-time", "0", "--max-time", "0")
 # "3 of 5 layers on ks_ kernels: fc1 0.95, ..." / "0 of 4 layers on ks_ (kernel-sparse) kernels; ..."
 SPARSE = re.compile(r"^(?P<sparse>\d+) of (?P<layers>\d+) layers on ks_ ")
 

@@ -245,7 +245,8 @@ def test_jax_forward_on_a_batch_of_two(jb):
 @pytest.mark.slow
 def test_jax_predicts_with_its_threads_and_kernels_recorded(jb):
     proc = run_predict(sys.executable, "--framework", "jax", "--model", "lenet5", "--mode", "jit", "--threads", "1",
-                       "--iterations", "3", "--warmup", "1", "--min-time", "0", "--output", "-")  # fmt: skip
+                       "--iterations", "3", "--warmup", "1", "--min-time", "0",
+                       "--max-time", "0", "--output", "-")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["verified"] and result["points"][0]["threads_in_use"] == 1
@@ -396,7 +397,7 @@ def test_tflite_forward_on_a_batch_of_two(lb):
 @pytest.mark.slow
 def test_tflite_predict_keeps_the_converters_chatter_off_stdout(lb):
     proc = run_predict(sys.executable, "--framework", "tflite", "--model", "lenet5", "--iterations", "3",
-                       "--warmup", "1", "--min-time", "0", "--output", "-")  # fmt: skip
+                       "--warmup", "1", "--min-time", "0", "--max-time", "0", "--output", "-")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = [line for line in proc.stdout.splitlines() if line.strip()]
     result = json.loads(line)
@@ -551,7 +552,8 @@ def test_paddle_onednn_static_mode_is_the_same_network(pd_python):
 @pytest.mark.slow
 def test_paddle_predicts_in_its_own_environment(pd_python):
     proc = run_predict(pd_python, "--framework", "paddle", "--model", "lenet5", "--mode", "static",
-                       "--iterations", "3", "--warmup", "1", "--min-time", "0", "--threads", "1")  # fmt: skip
+                       "--iterations", "3", "--warmup", "1", "--min-time", "0",
+                       "--max-time", "0", "--threads", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok" and result["verified"] and result["framework"] == "paddle"

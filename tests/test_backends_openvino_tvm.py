@@ -28,7 +28,7 @@ pytestmark = pytest.mark.framework
 CPUS = len(os.sched_getaffinity(0))
 MARK = "RESULT "
 PROBE_ENV = ("OMP_NUM_THREADS", "TVM_NUM_THREADS")  # set by the probes themselves, never inherited
-QUICK = ("--iterations", "3", "--warmup", "1", "--min-time", "0")
+QUICK = ("--iterations", "3", "--warmup", "1", "--min-time", "0", "--max-time", "0")
 
 PRELUDE = """
 import json, sys

@@ -205,7 +205,8 @@ def test_a_scenario_a_model_and_a_framework_each_one_addition(toys: dict[str, li
     for mode in ("plain", "double"):
         args = ["--framework", "toyfw", "--model", "tinynet", "--mode", mode, "--scenario", "cold", "--sizes", "1", "3"]
         assert predict.main([*args, "--output", str(results_file)]) == 0
-        latency = ["--framework", "toyfw", "--model", "tinynet", "--mode", mode, "--iterations", "3", "--min-time", "0"]
+        latency = ["--framework", "toyfw", "--model", "tinynet", "--mode", mode, "--iterations", "3", "--min-time", "0",
+                   "--max-time", "0"]  # fmt: skip
         assert predict.main([*latency, "--output", str(results_file)]) == 0
     results = [Result.from_json(line) for line in results_file.read_text().splitlines()]
     assert [(r.scenario, r.status, r.verified) for r in results] == [("cold", "ok", True), ("latency", "ok", True)] * 2

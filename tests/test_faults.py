@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.slow]
 
 OPENBLAS = load_catalog().variant("cpu-numpy-openblas")
 CPUS = "0" if len(os.sched_getaffinity(0)) == 1 else "0-1"
-FAST = ["--iterations", "3", "--warmup", "1", "--min-time", "0", "--no-peak"]
+FAST = ["--iterations", "3", "--warmup", "1", "--min-time", "0", "--max-time", "0", "--no-peak"]
 
 
 def _need_root() -> None:
@@ -114,7 +114,7 @@ def test_kill_9_mid_cell_then_resume_removes_the_orphan_and_runs_one_cell_at_a_t
 ) -> None:
     _need_root()
     proc = _matrix(tmp_path, "--models", "lenet5", "mobilenet_v1", "--iterations", "3000", "--warmup", "1",
-                   "--min-time", "0", "--no-peak")  # fmt: skip
+                   "--min-time", "0", "--max-time", "0", "--no-peak")  # fmt: skip
     try:
         _wait_for(lambda: _results_so_far(tmp_path) == 1, 600, "the first cell", proc)
         _wait_for(lambda: len(_benchmark_containers(docker_client, running=True)) == 1, 120, "the second cell", proc)
@@ -185,7 +185,8 @@ def test_engine_stopped_mid_cell_ends_the_run_with_one_line_and_resume_finishes(
     engine2: Engine, tmp_path: Path
 ) -> None:
     proc = _matrix(tmp_path, "--models", "lenet5", "mobilenet_v1", "--iterations", "2000", "--warmup", "1",
-                   "--min-time", "0", "--no-peak", "--reconnect-wait", "1", engine=engine2.url)  # fmt: skip
+                   "--min-time", "0",
+                   "--max-time", "0", "--no-peak", "--reconnect-wait", "1", engine=engine2.url)  # fmt: skip
     client = connect_host(Host("two", engine2.url))
     try:
         _wait_for(lambda: _results_so_far(tmp_path) == 1, 600, "the first cell", proc)
@@ -258,7 +259,7 @@ def test_a_full_results_disk_is_one_line_and_never_a_partial_line(
     # run.json and the latency line fit; the throughput line (7 points of 300 samples, ~40 KB) does not
     proc = _matrix(small_disk, "--models", "lenet5", "--scenarios", "latency", "throughput", "threads",
                    "--batches", "1", "2", "4", "8", "16", "32", "64", "--iterations", "300", "--warmup", "1",
-                   "--min-time", "0", "--no-peak", "--no-report")  # fmt: skip
+                   "--min-time", "0", "--max-time", "0", "--no-peak", "--no-report")  # fmt: skip
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 2, stderr
     last = stderr.strip().splitlines()[-1]

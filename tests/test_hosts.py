@@ -153,7 +153,7 @@ def _runner(home: str, *args: str, timeout: float = 2400) -> subprocess.Complete
 
 
 TWO_VARIANTS = ["--variants", "cpu-numpy-openblas", "cpu-onnxruntime", "--models", "lenet5"]
-QUICK = ["--iterations", "3", "--warmup", "1", "--min-time", "0", "--no-peak"]
+QUICK = ["--iterations", "3", "--warmup", "1", "--min-time", "0", "--max-time", "0", "--no-peak"]
 RECONNECT = ["--reconnect-wait", "1"]  # a lost or refusing host is given up after 3 s of waiting, not 30
 
 
@@ -187,7 +187,8 @@ def test_a_host_lost_mid_run_and_resumed(sshd: dict[str, str], engine2: Engine, 
     # MobileNet's 200 iterations (several seconds) keep the second host's second cell in flight when its engine
     # stops (a third model would only lengthen the first host's run)
     args = [*hosts, "--variants", "cpu-numpy-openblas", "--models", "lenet5", "mobilenet_v1",
-            "--iterations", "200", "--warmup", "1", "--min-time", "0", "--no-peak", "--ship-images", *RECONNECT,
+            "--iterations", "200", "--warmup", "1", "--min-time", "0",
+            "--max-time", "0", "--no-peak", "--ship-images", *RECONNECT,
             "--out", str(tmp_path)]  # fmt: skip
     env = {**os.environ, "HOME": sshd["home"], "DLBENCH_SSH_CONFIG": str(Path(sshd["home"]) / ".ssh" / "config")}
     proc = subprocess.Popen([sys.executable, "-m", "runner", "matrix", *args], cwd=REPO_ROOT, env=env,

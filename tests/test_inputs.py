@@ -60,7 +60,8 @@ def test_handed_inputs_are_the_generated_ones(tmp_path: Path) -> None:
 
 
 def _predict(directory: Path, sha: str, *extra: str) -> Result:
-    args = ["--framework", "numpy", "--model", "lenet5", "--iterations", "3", "--min-time", "0", *extra]
+    args = ["--framework", "numpy", "--model", "lenet5", "--iterations", "3", "--min-time", "0",
+            "--max-time", "0", *extra]  # fmt: skip
     proc = run_predict(sys.executable, *args, "--inputs", str(directory), "--inputs-sha256", sha)
     return Result.from_json(proc.stdout.strip().splitlines()[-1])
 
@@ -69,7 +70,7 @@ def test_a_cell_on_handed_inputs_is_verified_as_before(tmp_path: Path) -> None:
     directory, sha = inputs.write_inputs(tmp_path, LENET, 0, 4)
     result = _predict(directory, sha)
     plain = Result.from_json(run_predict(sys.executable, "--framework", "numpy", "--model", "lenet5",
-                                         "--iterations", "3", "--min-time", "0").stdout)  # fmt: skip
+                                         "--iterations", "3", "--min-time", "0", "--max-time", "0").stdout)  # fmt: skip
     assert result.status == "ok" and result.verified and result.max_error == plain.max_error
     sweep = _predict(directory, sha, "--scenario", "throughput", "--batches", "1", "4")
     assert sweep.status == "ok" and all(p.verified for p in sweep.points), "the points got the inputs too"

@@ -96,7 +96,7 @@ def test_onnx_runtime_runs_the_qdq_graph_as_the_int8_reference_says(model: str) 
 
 
 def _cell(mode: str, point: TransformPoint, model: str = "lenet5"):
-    config = get_scenario("latency").config(iterations=5, warmup=1, min_time=0.05)
+    config = get_scenario("latency").config(iterations=5, warmup=1, min_time=0.05, max_time=0.05)
     return run_cell(CellRequest("onnxruntime", model, mode, threads=1, transform=point), "latency", config)
 
 

@@ -29,7 +29,7 @@ def test_lenet5_native_int8_runs_int8_kernels(framework: str) -> None:
     mode, modules = CELLS[framework]
     for module in modules:
         pytest.importorskip(module)
-    config = get_scenario("latency").config(iterations=20, warmup=2, min_time=0.2)
+    config = get_scenario("latency").config(iterations=20, warmup=2, min_time=0.2, max_time=0.2)
     point = TransformPoint("int8", Int8Config(100, "native", "minmax"))
     result = run_cell(CellRequest(framework, "lenet5", mode, threads=2, transform=point), "latency", config)
     assert result.status == "ok", result.error
@@ -46,7 +46,7 @@ def test_percentile_cells_are_skipped_with_the_reason(framework: str) -> None:
     mode, modules = CELLS[framework]
     for module in modules:
         pytest.importorskip(module)
-    config = get_scenario("latency").config(iterations=2, warmup=0, min_time=0.0)
+    config = get_scenario("latency").config(iterations=2, warmup=0, min_time=0.0, max_time=0.0)
     point = TransformPoint("int8", Int8Config(8, "native", "percentile"))
     result = run_cell(CellRequest(framework, "lenet5", mode, threads=1, transform=point), "latency", config)
     assert result.status == "skipped"

@@ -27,7 +27,7 @@ from frameworks.scenarios import get_scenario
 from frameworks.transforms import TransformPoint
 from frameworks.transforms.int8 import Int8Config
 
-config = get_scenario("latency").config(iterations=5, warmup=1, min_time=0.05)
+config = get_scenario("latency").config(iterations=5, warmup=1, min_time=0.05, max_time=0.05)
 point = TransformPoint("int8", Int8Config(100, "native", "minmax"))
 r = run_cell(CellRequest("mxnet", "lenet5", "{mode}", threads=1, transform=point), "latency", config)
 print("RESULT " + json.dumps({{"status": r.status, "error": r.error, "verified": r.verified,

@@ -33,7 +33,7 @@ def emit(obj):
     print("RESULT " + json.dumps(obj), flush=True)
 
 def cell(model, mode, calibration, toolchain, calibrator):
-    config = get_scenario("latency").config(iterations=5, warmup=1, min_time=0.05)
+    config = get_scenario("latency").config(iterations=5, warmup=1, min_time=0.05, max_time=0.05)
     point = TransformPoint("int8", Int8Config(calibration, toolchain, calibrator))
     r = run_cell(CellRequest("openvino", model, mode, threads=1, transform=point), "latency", config)
     return {"status": r.status, "error": r.error, "verified": r.verified, "max_error": r.max_error,

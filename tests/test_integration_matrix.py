@@ -41,7 +41,7 @@ def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Pa
     and is verified; the matmul peak is measured, as a run measures it."""
     variants = [v for v in load_catalog().variants.values() if v.device == "cpu"]
     cmd = [sys.executable, "-m", "runner", "matrix", "--backend", "docker", "--variants", *[v.name for v in variants],
-           "--models", *MODELS, "--iterations", "3", "--warmup", "1", "--min-time", "0",
+           "--models", *MODELS, "--iterations", "3", "--warmup", "1", "--min-time", "0", "--max-time", "0",
            "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     run_dirs = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
@@ -64,7 +64,8 @@ def test_every_cpu_variant_sweeps_batches_and_threads_in_containers(docker_clien
     variants = [v for v in load_catalog().variants.values() if v.device == "cpu"]
     cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
            "--models", "lenet5", "--scenarios", "throughput", "threads", "--batches", "1", "4",
-           "--iterations", "3", "--warmup", "1", "--min-time", "0", "--no-peak", "--out", str(tmp_path)]  # fmt: skip
+           "--iterations", "3", "--warmup", "1", "--min-time", "0",
+           "--max-time", "0", "--no-peak", "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -109,7 +110,7 @@ def test_every_cpu_variant_runs_pruned_weights_and_sparse_modes_say_what_ran(
     variants = [v for v in load_catalog().variants.values() if v.device == "cpu" and not v.unavailable]
     cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
            "--models", "lenet5", "--transforms", "prune", "--sparsities", "0.9", "--iterations", "3", "--warmup", "1",
-           "--min-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+           "--min-time", "0", "--max-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -150,7 +151,8 @@ def test_int8_cells_are_int8_or_say_why_not_in_every_variant_that_quantizes(
                 if v.device == "cpu" and not v.unavailable and FRAMEWORKS[v.framework].transforms]  # fmt: skip
     cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
            "--models", "lenet5", "--transforms", "int8", "--calibration-sizes", "100", "--iterations", "3",
-           "--warmup", "1", "--min-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+           "--warmup", "1", "--min-time", "0",
+           "--max-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]

@@ -109,7 +109,7 @@ V1_LINE = json.dumps({
 
 def test_schema_1_lines_load_as_the_latency_scenario():
     result = Result.from_json(V1_LINE)
-    assert result.schema_version == SCHEMA_VERSION == 5
+    assert result.schema_version == SCHEMA_VERSION == 6
     assert result.scenario == "latency" and result.config == {"batch": "1"} and result.identity == ("batch",)
     assert result.launcher == "docker" and result.points == (result.measurement,)
     assert result.build["in_effect"] == "oneDNN"  # derived from the facts schema 1 did state

@@ -150,7 +150,7 @@ def test_an_out_of_memory_point_fails_alone_and_the_sweep_goes_on(backend: Docke
     killed by the kernel's OOM killer; the sweep's own process survives and measures batch 1."""
     from frameworks.scenarios.throughput import ThroughputConfig
 
-    config = ThroughputConfig(iterations=2, warmup=0, min_time=0, batches=(16, 1), point_timeout=300)
+    config = ThroughputConfig(iterations=2, warmup=0, min_time=0, max_time=0, batches=(16, 1), point_timeout=300)
     cell = Cell(OPENBLAS, "im2col", "vgg16", "throughput", config)
     result = backend.launch(cell, replace(SETTINGS, memory="3g", timeout=300), openblas_image)
     big, small = result.points

@@ -29,7 +29,8 @@ OPENBLAS = CATALOG.variant("cpu-numpy-openblas")
 SETTINGS = Settings(("cpu-numpy-openblas",), ("lenet5",), "local", cpus="0", timeout=120).with_options(
     iterations=3, warmup=1
 )
-BASE = ["--backend", "local", "--variants", "cpu-numpy-openblas", "--warmup", "1", "--min-time", "0", "--no-peak"]
+BASE = ["--backend", "local", "--variants", "cpu-numpy-openblas", "--warmup", "1", "--min-time", "0",
+        "--max-time", "0", "--no-peak"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

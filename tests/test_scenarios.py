@@ -22,7 +22,20 @@ from frameworks.scenarios.threads import default_thread_counts, with_scaling
 from tests.conftest import REPO_ROOT, framework_marks, require_framework, run_predict
 
 PY = sys.executable
-QUICK = ["--framework", "numpy", "--model", "lenet5", "--iterations", "5", "--warmup", "1", "--min-time", "0"]
+QUICK = [
+    "--framework",
+    "numpy",
+    "--model",
+    "lenet5",
+    "--iterations",
+    "5",
+    "--warmup",
+    "1",
+    "--min-time",
+    "0",
+    "--max-time",
+    "0",
+]
 
 
 def test_the_registry_lists_the_three_scenarios_latency_first() -> None:
@@ -109,7 +122,15 @@ def _one_result(proc: subprocess.CompletedProcess[str]) -> Result:
 def test_latency_is_todays_protocol_with_its_config_and_key() -> None:
     result = _one_result(run_predict(PY, *QUICK))
     assert result.scenario == "latency" and result.points == (result.measurement,)  # one measurement, one shape
-    assert result.config == {"batch": "1", "iterations": "5", "warmup": "1", "min_time": "0", "weights": "canonical"}
+    assert result.config == {
+        "batch": "1",
+        "iterations": "5",
+        "warmup": "1",
+        "min_time": "0",
+        "max_time": "0",
+        "precision": "0.02",
+        "weights": "canonical",
+    }
     assert result.key().identity == (("batch", "1"),)  # canonical weights keep the identity latency always had
     assert len(result.samples_s) == 5 and result.build.get("in_effect") == "OpenBLAS"
 

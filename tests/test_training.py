@@ -368,6 +368,7 @@ def test_weights_trained_measures_the_test_accuracy_inside_the_framework(
     out = tmp_path / "latency.json"
     done = run_predict(python, "--framework", framework, "--model", "lenet5", "--mode", mode, "--scenario", "latency",
                        "--weights", "trained", "--batch", "8", "--iterations", "3", "--warmup", "1", "--min-time", "0",
+                       "--max-time", "0",
                        "--threads", "2", "--output", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     result = Result.from_json(out.read_text())
@@ -460,6 +461,7 @@ def run_runner_matrix_latency(variants: list[str], out: Path) -> list[Result]:
     # 10,000 (TensorFlow's eager mode spent 40 s per cell at batch 1)
     done = run_runner("matrix", "--launcher", "docker", "--variants", *variants, "--models", "lenet5",
                       "--weights", "trained", "--batch", "100", "--iterations", "3", "--warmup", "1", "--min-time", "0",
+                      "--max-time", "0",
                       "--no-peak", "--out", str(out), timeout=3000)  # fmt: skip
     run_dirs = [p for p in out.iterdir() if (p / "results.jsonl").exists()]
     assert len(run_dirs) == 1, done.stderr[-3000:]

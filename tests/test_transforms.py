@@ -48,7 +48,7 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_transform_input_is_one_line_and_exit_2(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ["--model", "lenet5", "--iterations", "1", "--min-time", "0"]
+    base = ["--model", "lenet5", "--iterations", "1", "--min-time", "0", "--max-time", "0"]
     framework = [] if "--framework" in args else ["--framework", "numpy"]
     assert predict.main([*framework, *base, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -105,7 +105,8 @@ def test_a_pruned_lenet5_runs_the_committed_schedule_and_is_checked_against_its_
 
 def test_a_pruned_cell_through_predict(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    quick = ["--framework", "numpy", "--model", "lenet5", "--iterations", "3", "--min-time", "0", "--output", str(out)]
+    quick = ["--framework", "numpy", "--model", "lenet5", "--iterations", "3", "--min-time", "0",
+             "--max-time", "0", "--output", str(out)]  # fmt: skip
     assert predict.main([*quick, "--transforms", "prune", "--sparsities", "0", "0.9"]) == 0
     dense, pruned = (Result.from_json(line) for line in out.read_text().splitlines())
     assert dense.verified and pruned.verified and pruned.accuracy is not None and pruned.accuracy > 0.8
@@ -176,7 +177,8 @@ def test_a_sweep_runs_on_pruned_weights_point_by_point(tmp_path: Path) -> None:
     weights, each verified against their own reference at its batch size."""
     out = tmp_path / "r.jsonl"
     args = ["--framework", "numpy", "--model", "lenet5", "--scenario", "throughput", "--batches", "1", "3",
-            "--iterations", "2", "--min-time", "0", "--transforms", "prune", "--sparsities", "0.9"]  # fmt: skip
+            "--iterations", "2", "--min-time", "0",
+            "--max-time", "0", "--transforms", "prune", "--sparsities", "0.9"]  # fmt: skip
     args += ["--output", str(out)]
     assert predict.main(args) == 0
     (result,) = (Result.from_json(line) for line in out.read_text().splitlines())

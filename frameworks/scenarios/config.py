@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..compat import UNION_TYPES, type_hints
+from ..validity import DEFAULT_MAX_TIME_S, DEFAULT_PRECISION
 
 if TYPE_CHECKING:
     from ..backends.registry import FrameworkInfo
@@ -54,12 +55,28 @@ class ScenarioConfig:
     min_time: float = field(
         default=DEFAULT_MIN_TIME_S, metadata=option("and at least this many seconds of timed iterations")
     )
+    precision: float = field(
+        default=DEFAULT_PRECISION,
+        metadata=option("then sample on until the median's 95%% CI is within +- this fraction of it ..."),
+    )
+    max_time: float = field(
+        default=DEFAULT_MAX_TIME_S,
+        metadata=option("... or until this many seconds of timed iterations (a cell that stops here is not valid)"),
+    )
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"{flag('iterations')} must be at least 1")
         if self.warmup < 0 or self.min_time < 0:
             raise ValueError(f"{flag('warmup')} and {flag('min_time')} must not be negative")
+        if not 0 < self.precision < 1:
+            raise ValueError(f"{flag('precision')} must be a fraction between 0 and 1 (0.02 is +-2%), "
+                             f"got {self.precision:g}")  # fmt: skip
+        if self.max_time < self.min_time and self.max_time == DEFAULT_MAX_TIME_S:  # a longer --min-time moves the cap
+            object.__setattr__(self, "max_time", self.min_time)
+        if self.max_time < self.min_time:
+            raise ValueError(f"{flag('max_time')} ({self.max_time:g} s) must not be below "
+                             f"{flag('min_time')} ({self.min_time:g} s)")  # fmt: skip
 
     def resolve(self: C, spec: ModelSpec, cpus: int) -> C:
         """This config with the defaults that depend on the model or the CPUs filled in."""
