@@ -3,7 +3,8 @@
 For every latency cell both runs measured (matched by variant, mode and model, ignoring the
 launcher and the scenario config's timing settings), the ratio of medians (second / first) with
 the reports' bootstrap interval and Mann-Whitney U test, then how many cells moved significantly
-and each run's wall time (run.json's start to finish: the cells, not the image builds).
+and each run's wall time (run.json's start to finish: the cells, not the image builds). A cell whose
+validity verdict (frameworks.validity) is invalid on either side says so beside its ratio.
 
     python -m benchmarks.compare_runs runs/BEFORE runs/AFTER
 """
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         ratios.append(s.ratio)
         moved += s.significant
         flag = ("slower" if s.ratio > 1 else "faster") if s.significant else ""
+        invalid = [name for name, r in (("first", ra), ("second", rb)) if getattr(r, "valid", None) is False]
+        if invalid:  # a verdict of either side says how far to trust the ratio
+            flag = f"{flag + '; ' if flag else ''}invalid in {' and '.join(invalid)}"
         rows.append([*key, f"{statistics.median(sa) * 1e3:.4g}", f"{statistics.median(sb) * 1e3:.4g}",
                      f"{s.ratio:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]", flag])  # fmt: skip
     print(tabulate(rows, headers=["variant", "mode", "model", "first ms", "second ms", "second/first [95% CI]", ""]))

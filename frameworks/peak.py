@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, default=None, help="the most threads to try (default: this process's CPUs)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="square matrix sizes to try")
     args = parser.parse_args(argv)
-    if args.cpus is not None and args.cpus < 1 or min(args.sizes) < 1:
+    if (args.cpus is not None and args.cpus < 1) or min(args.sizes) < 1:
         parser.error("--cpus and --sizes must be positive")
     if args.point is not None:
         print(json.dumps(measure_point(args.point, tuple(args.sizes))))

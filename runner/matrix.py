@@ -606,7 +606,7 @@ class MatrixRun:
         result = replace(
             result, variant=cell.variant.name, launcher=self.settings.launcher, host=self.host_name or None
         )
-        return with_load(result, load, self._cell_environment(cell))
+        return with_peak(with_load(result, load, self._cell_environment(cell)), self.host)
 
     def _cell_environment(self, cell: Cell) -> Environment | None:
         if self.host is None:
@@ -643,6 +643,15 @@ def with_load(result: Result, load: float, fallback: Environment | None) -> Resu
     if fallback is None:
         return result
     return replace(result, environment=replace(fallback, load_avg_1m=load))
+
+
+def with_peak(result: Result, host: Environment | None) -> Result:
+    """Each result carries the run's GEMM peak (measured once, outside every cell), so a line read alone
+    can still say what share of the machine it reached."""
+    env, peak = result.environment, host.matmul_peak_gflops if host is not None else None
+    if env is None or peak is None or env.matmul_peak_gflops is not None:
+        return result
+    return replace(result, environment=replace(env, matmul_peak_gflops=peak))
 
 
 # --- what every cell of a model shares: computed once per run ------------------------------------

@@ -31,6 +31,7 @@ from runner.matrix import (
     plan,
     runner_result,
     with_load,
+    with_peak,
 )
 from runner.rundir import load_results
 
@@ -210,6 +211,16 @@ def test_the_shipped_reference_covers_every_cpu_cell_of_the_default_matrix() -> 
     trained = [c for c in plan(variants, train) if cell_wall_key(c) in reference]
     assert {c.variant.framework for c in trained} >= {"numpy", "torch", "tensorflow", "mxnet"}
     assert load_reference(Path("/nonexistent")) == {}
+
+
+def test_each_result_carries_the_runs_peak() -> None:
+    env = environment()
+    ok = replace(_ok(Cell(OPENBLAS, "im2col", "lenet5")), environment=env)
+    host = replace(env, matmul_peak_gflops=150.0)
+    assert with_peak(ok, host).environment.matmul_peak_gflops == 150.0  # type: ignore[union-attr]
+    assert with_peak(ok, None) == ok and with_peak(replace(ok, environment=None), host).environment is None
+    own = replace(ok, environment=replace(env, matmul_peak_gflops=99.0))  # measured where it ran: kept
+    assert with_peak(own, host) == own
 
 
 def test_with_load_keeps_predicts_reading() -> None:
