@@ -21,7 +21,7 @@ from .result import Measurement, Result
 # The stated precision: sample until the median's 95% confidence interval is within +-2% of it.
 DEFAULT_PRECISION = 0.02
 # ... or until this many seconds of timed iterations have passed (the cap; the README states what it costs).
-DEFAULT_MAX_TIME_S = 5.0
+DEFAULT_MAX_TIME_S = 12.0
 DEFAULT_MIN_SAMPLES = 20  # the timing protocol's minimum iterations (ScenarioConfig.iterations)
 
 
