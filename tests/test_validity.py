@@ -103,9 +103,9 @@ def test_half_width_is_the_larger_side_relative_to_the_median():
 
 
 def test_a_longer_min_time_moves_the_default_cap_but_not_a_given_one():
-    assert ScenarioConfig(min_time=8).max_time == 8
+    assert ScenarioConfig(min_time=20).max_time == 20
     with pytest.raises(ValueError, match="--max-time"):
-        ScenarioConfig(min_time=8, max_time=3)
+        ScenarioConfig(min_time=20, max_time=3)
     with pytest.raises(ValueError, match="--precision"):
         ScenarioConfig(precision=0)
 
