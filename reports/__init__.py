@@ -16,6 +16,14 @@ benchmark or imports Docker or a deep-learning framework, so reports render on a
 - ``int8``: the int8 transform's section (int8 cells are never in the matrix either): each int8 cell against its
   float32 cell, with the slower ones marked, the CPU's int8 features, accuracy against calibration size, and the
   int8 cells that did not run.
+- ``verdicts``: each cell's validity verdict (``frameworks.validity``) in words, the main signal beside every
+  figure; a warning the verdict already states is not repeated, an unknown load is said.
+- ``summary``, ``heatmap``: the page's opening: the machine by its fingerprint and the extensions its kernels
+  dispatch on, governor, boost, the code that measured, the GEMM peak; the fastest valid cells; each framework
+  against the fastest valid cell of each model.
+- ``gemm``: the run's float32 GEMM peak, and the float32 cells whose GFLOP/s claims more than it (flagged).
+- ``memory``: latency against peak memory per model, with the Pareto front.
+- ``skips``: cells that did not run, gathered by a reason several share, listed once.
 - ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
 - ``charts``: matplotlib (Agg) figures as inline SVG.
 - ``publish``: the static site (index, one page per run, latest, per-machine history by fingerprint).

@@ -353,14 +353,18 @@ def sweep_chart(
         return to_svg(fig, prefix)
 
 
-def _lines_figure(lines: Sequence[Line], extra_entries: int = 0) -> tuple[Figure, Axes]:
-    """A figure sized for its legend below (two entries a row), with each row drawn: sweeps and sparsity alike."""
-    entries = len(lines) + extra_entries + int(any(any(line.unverified) for line in lines))
+def _legend_figure(entries: int) -> tuple[Figure, Axes]:
+    """A one-axes figure sized for a legend of ``entries`` below it, two entries a row."""
     legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
     height = 3.0 + legend_in
     fig = Figure(figsize=(WIDTH_IN, height))
     fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
-    ax = fig.add_subplot()
+    return fig, fig.add_subplot()
+
+
+def _lines_figure(lines: Sequence[Line], extra_entries: int = 0) -> tuple[Figure, Axes]:
+    """A figure sized for its legend below (two entries a row), with each row drawn: sweeps and sparsity alike."""
+    fig, ax = _legend_figure(len(lines) + extra_entries + int(any(any(line.unverified) for line in lines)))
     _sweep_lines(ax, lines)
     return fig, ax
 
@@ -425,12 +429,7 @@ def curve_chart(lines: Sequence[Line], *, x_label: str, y_label: str, prefix: st
     """Learning curves: each line's figure against a linear x (steps, epochs), legend below; markers
     for sparse x (epochs), none for dense (every 50 steps). Ticks are matplotlib's own."""
     with matplotlib.rc_context(STYLE):
-        entries = len(lines)
-        legend_in = LEGEND_ROW_IN * -(-entries // 2) + 0.1
-        height = 3.0 + legend_in
-        fig = Figure(figsize=(WIDTH_IN, height))
-        fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.15 / height, bottom=(legend_in + 0.45) / height)
-        ax = fig.add_subplot()
+        fig, ax = _legend_figure(len(lines))
         colours = _colours([line.group for line in lines])
         within: dict[str, int] = {}
         for line in lines:
@@ -517,6 +516,62 @@ def calibration_chart(lines: Sequence[Line], references: Sequence[ReferenceLevel
         ax.set_axisbelow(True)
         ax.set_xlabel("calibration images (log scale)" if len(xs) > 1 else "calibration images")
         ax.set_ylabel(plain_text(y_label))
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
+        return to_svg(fig, prefix)
+
+
+class MemoryPoint(Protocol):
+    """One cell of the latency-against-memory chart (``memory.MemoryPoint``)."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def group(self) -> str: ...  # colour key: the framework; cells of one framework differ in marker
+    @property
+    def x(self) -> float: ...  # peak memory, MiB
+    @property
+    def median_ms(self) -> float: ...
+    @property
+    def valid(self) -> bool: ...  # hollow marker when not
+    @property
+    def front(self) -> bool: ...  # on the Pareto front: joined by a dotted line
+
+
+SCATTER_LOG_SPREAD = 10.0  # an axis of the scatter goes log when its values span this many times
+
+
+def memory_chart(points: Sequence[MemoryPoint], *, prefix: str) -> str:
+    """Median latency per image against peak memory, one point per cell (legend below: one entry per cell),
+    invalid cells hollow, the Pareto front dotted; an axis whose values span ``SCATTER_LOG_SPREAD``x goes log."""
+    with matplotlib.rc_context(STYLE):
+        front = sorted((p for p in points if p.front), key=lambda p: (p.x, p.median_ms))
+        fig, ax = _legend_figure(len(points) + int(len(front) > 1))
+        colours = _colours([p.group for p in points])
+        within: dict[str, int] = {}
+        for p in points:
+            n = within.get(p.group, 0)
+            within[p.group] = n + 1
+            colour = colours[p.group]
+            label = p.label if p.valid else f"{p.label} (not valid)"
+            face = colour if p.valid else "none"
+            ax.scatter([p.x], [p.median_ms], s=36, marker=MARKERS[n % len(MARKERS)], zorder=3, linewidths=1.2,
+                       facecolors=face, edgecolors=colour, label=label_text(label))  # fmt: skip
+        if len(front) > 1:
+            ax.plot([p.x for p in front], [p.median_ms for p in front], color="#444", linestyle=":", linewidth=1,
+                    zorder=2, label="Pareto front")  # fmt: skip
+        log_x = use_log([p.x for p in points], None, SCATTER_LOG_SPREAD)
+        log_y = use_log([p.median_ms for p in points], None, SCATTER_LOG_SPREAD)
+        for log, axis, scale in ((log_x, ax.xaxis, ax.set_xscale), (log_y, ax.yaxis, ax.set_yscale)):
+            if log:
+                scale("log")
+                axis.set_minor_formatter(NullFormatter())
+            axis.set_major_formatter(StrMethodFormatter("{x:,g}"))
+        ax.margins(0.08)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_xlabel("peak memory, MiB" + (" (log scale)" if log_x else ""))
+        ax.set_ylabel("median ms per image" + (" (log scale)" if log_y else ""))
         handles, labels = ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=7, frameon=False)
         return to_svg(fig, prefix)

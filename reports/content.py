@@ -41,13 +41,20 @@ from .cells import (
     row_sort_key,
 )
 from .compare import Comparison, find_comparisons
+from .facts import Fact
+from .gemm import above_peak, above_peak_text, run_peak
+from .heatmap import heatmap
 from .int8 import INT8_MODEL, MODEL_BYTES, Int8Section, int8_section, is_int8
 from .load import HOSTS_DIR, LoadProblem, MachineIdentity, Run, host_dir_name
 from .machines import across_machines, identity_facts, same_model_notes
+from .memory import MemorySection, memory_section
 from .pruning import PruningSection, is_pruned, pruning_section
 from .published import PublishedSection, published_section
+from .skips import SkippedGroup, gathered, groups_by_reason
+from .summary import Opening, machine_line, opening
 from .sweeps import PointFigures, SweepSpec, figure, sweep_figures, sweep_spec
 from .training import TrainingSection, is_training, training_section
+from .verdicts import LOAD_UNKNOWN, Verdict, is_valid, load_text, load_unknown, shown_warnings, trust_flags, verdict_of
 
 
 @dataclass(frozen=True)
@@ -62,12 +69,21 @@ class CellView:
 @dataclass(frozen=True)
 class MatrixCell:
     view: CellView
-    fastest: bool  # fastest verified cell for this model on this device
-    warnings: tuple[str, ...]  # what to flag beside the figures, as the result words it
+    fastest: bool  # fastest valid cell for this model on this device
+    warnings: tuple[str, ...]  # what to flag beside the figures that the verdict does not say already
+    verdict: Verdict
+    recorded: tuple[str, ...] = ()  # every warning the cell recorded (the HTML keeps them on the verdict's mark)
+    above_peak: str = ""  # "above the float32 GEMM peak: 112.0% of it", else empty
+    gathered: bool = False  # skipped for a reason several cells share: listed once below the matrix
 
     @property
     def status(self) -> str:
         return self.view.result.status
+
+    @property
+    def recorded_text(self) -> str:
+        """Every warning the cell recorded, for the HTML verdict's title ("" when none)."""
+        return f"recorded warnings: {'; '.join(self.recorded)}" if self.recorded else ""
 
     @property
     def reason(self) -> str:
@@ -86,7 +102,9 @@ class MatrixRow:
 
 @dataclass(frozen=True)
 class StudyRow:
-    """One line of the LeNet-5 study's table: framework, params, latency, FPS, FLOPs, GFLOP/s."""
+    """One line of the LeNet-5 study's table: framework, params, latency, FPS, FLOPs, GFLOP/s; with the cell's
+    verdict and what a reader needs to trust its median: the precision reached, the tail (p90, p99), the
+    first inference, peak memory and the other processes' load."""
 
     framework: str
     cell: str
@@ -96,7 +114,15 @@ class StudyRow:
     flops: str
     gflops: str
     peak_share: str
-    accuracy: str = "—"  # test accuracy, for a cell that ran trained weights
+    accuracy: str  # test accuracy, for a cell that ran trained weights ("—" for others)
+    verdict: Verdict
+    precision: str  # "±0.8%": the median's 95% CI half-width over the median
+    p90: str  # ms per image; "n/a" where too few samples were taken for it
+    p99: str
+    first_inference: str  # ms, the first call (lazy compilation included)
+    peak_memory: str
+    load: str  # "0.02 CPUs" or "load unknown"
+    above_peak: str  # "above the float32 GEMM peak: 112.0% of it", else empty
 
 
 @dataclass(frozen=True)
@@ -112,12 +138,6 @@ class StudyTable:
 class ComparisonGroup:
     title: str
     comparisons: tuple[Comparison, ...]
-
-
-@dataclass(frozen=True)
-class Fact:
-    label: str
-    value: str
 
 
 @dataclass(frozen=True)
@@ -231,6 +251,9 @@ class Report:
     published: PublishedSection | None = None  # the answered comparison's figures beside ours (reports/published.py)
     pruning: PruningSection | None = None  # the prune transform's cells (reports/pruning.py), when the run pruned
     int8: Int8Section | None = None  # the int8 transform's cells (reports/int8.py), when the run quantized
+    opening: Opening | None = None  # what a reader acts on first (reports/summary.py); one machine's report
+    memory: MemorySection | None = None  # latency against peak memory (reports/memory.py)
+    skipped: tuple[SkippedGroup, ...] = ()  # matrix cells skipped for a reason several share, listed once
 
     @property
     def several(self) -> bool:
@@ -263,6 +286,10 @@ def build_report(run: Run) -> Report:
     sweeps, sweep_notes = sweep_sections([r for r in ordered if not is_training(r)], show_launcher)
     trained = [r for r in ordered if is_training(r)]
     on = f" on {run.host_name}" if run.host_name is not None else ""
+    peak = run_peak(run.info)
+    skips = gathered(latency)
+    scenarios = scenario_order(r.scenario for r in ordered)
+    heat = heatmap(latency, labels, peak)
     return Report(
         title=f"Inference speed matrix: {run.run_id}{on}",
         subtitle=_subtitle(run),
@@ -272,8 +299,8 @@ def build_report(run: Run) -> Report:
         models=models,
         model_titles=tuple(model_title(m) for m in models),
         cells=cells,
-        matrix=matrix_rows(cells, models),
-        studies=tuple(study_table(cells, model, run.info) for model in models),
+        matrix=matrix_rows(cells, models, peak, skips),
+        studies=tuple(study_table(cells, model, run.info, peak) for model in models),
         groups=comparison_groups(comparisons),
         sweeps=sweeps,
         run_facts=tuple(run_facts(run)),
@@ -288,6 +315,9 @@ def build_report(run: Run) -> Report:
         published=published_section(latency),
         pruning=pruning_section(ordered, show_launcher),
         int8=int8_section(ordered, show_launcher),
+        opening=opening(run, ordered, show_launcher, scenarios, heat),
+        memory=memory_section(latency, labels),
+        skipped=tuple(groups_by_reason([r for r in latency if id(r) in skips], labels, models)),
     )
 
 
@@ -311,7 +341,7 @@ def several_report(run: Run) -> Report:
                                    show_launcher)  # fmt: skip
     return Report(
         title=f"Inference speed matrix: {run.run_id}",
-        subtitle=" · ".join(f"{v.name}: {v.identity.cpu_model}" for v in views),
+        subtitle=" · ".join(f"{v.name}: {machine_line(v.identity.machine, v.identity.cpu_model)}" for v in views),
         run=run,
         counts=_counts(run.results),
         scenario_counts=_scenario_counts(run.results),
@@ -432,9 +462,9 @@ def _subtitle(run: Run) -> str:
     gpus = sorted({r.environment.gpu for r in run.results if r.environment is not None and r.environment.gpu})
     if run.info is not None and run.info.host.gpu and run.info.host.gpu not in gpus:
         gpus.insert(0, run.info.host.gpu)
-    machine = run.cpu_model
-    if run.host_name is not None:  # one machine of several: its name, and what tells it from the others
-        machine = f"{run.host_name}: {machine}, fingerprint {run.identity.fingerprint or 'not recorded'}"
+    machine = machine_line(run.machine, run.cpu_model)  # by what tells it from others, not its CPU model string
+    if run.host_name is not None:  # one machine of several: its name first
+        machine = f"{run.host_name}: {machine}"
     return " · ".join([machine, *gpus])
 
 
@@ -473,32 +503,44 @@ def scenario_order(names: Iterable[str]) -> list[str]:
 # --- the matrix ---------------------------------------------------------------------------------
 
 
-def matrix_rows(cells: tuple[CellView, ...], models: tuple[str, ...]) -> tuple[MatrixRow, ...]:
-    """One row per variant and mode, one column per model, in the cells' sorted order."""
+def matrix_rows(
+    cells: tuple[CellView, ...], models: tuple[str, ...], peak: float | None = None, skips: set[int] | None = None
+) -> tuple[MatrixRow, ...]:
+    """One row per variant and mode, one column per model, in the cells' sorted order. A row whose every cell
+    was skipped for a reason several cells share (``skips``: listed once below the matrix) is left out."""
     fastest = fastest_cells(cells)
+    skips = skips or set()
     rows: dict[str, dict[str, CellView]] = {}
     for view in cells:
         rows.setdefault(view.label, {})[view.result.model] = view
     return tuple(
-        MatrixRow(label, tuple(_matrix_cell(by_model.get(m), fastest) for m in models))
+        MatrixRow(label, tuple(_matrix_cell(by_model.get(m), fastest, peak, skips) for m in models))
         for label, by_model in rows.items()
+        if any(id(v.result) not in skips for v in by_model.values())
     )
 
 
-def _matrix_cell(view: CellView | None, fastest: set[int]) -> MatrixCell | None:
+def _matrix_cell(view: CellView | None, fastest: set[int], peak: float | None, skips: set[int]) -> MatrixCell | None:
     if view is None:
         return None
-    return MatrixCell(view, id(view) in fastest, cell_warnings(view.result))
+    result = view.result
+    verdict = verdict_of(result)
+    recorded = cell_warnings(result)
+    warnings = (*shown_warnings(recorded, verdict), *([LOAD_UNKNOWN] if load_unknown(result, verdict) else []))
+    share = above_peak(result, peak)
+    return MatrixCell(view, id(view) in fastest, warnings, verdict, recorded,
+                      above_peak_text(share) if share is not None else "", id(result) in skips)  # fmt: skip
 
 
 def fastest_cells(cells: tuple[CellView, ...]) -> set[int]:
-    """The fastest cell per model and device, among cells whose output matched the reference.
+    """The fastest cell per model and device, among valid cells (``frameworks.validity``): a median that is
+    not known to its precision, or measured beside other load, or of a wrong output, wins nothing.
 
     Per device because a GPU would otherwise win every column and the CPU race would go unmarked.
     """
     best: dict[tuple[str, str], CellView] = {}
     for view in cells:
-        if view.figures is None or view.result.verified is False:
+        if view.figures is None or not is_valid(view.result):
             continue
         key = (view.result.model, view.result.device)
         if key not in best or view.figures.median_ms < best[key].figures.median_ms:  # type: ignore[union-attr]
@@ -518,15 +560,16 @@ def cell_warnings(result: Result) -> tuple[str, ...]:
 # --- the study table ----------------------------------------------------------------------------
 
 
-def study_table(cells: tuple[CellView, ...], model: str, info: RunInfo | None) -> StudyTable:
-    """The LeNet-5 study's columns for one model, fastest first."""
+def study_table(cells: tuple[CellView, ...], model: str, info: RunInfo | None, peak: float | None = None) -> StudyTable:
+    """The LeNet-5 study's columns for one model, fastest first (``peak``: the run's float32 GEMM peak, which a
+    float32 cell's GFLOP/s is held to)."""
     timed = sorted((v for v in cells if v.result.model == model and v.figures is not None), key=_median)
     peaks = {p for v in timed if v.result.device == "cpu" and (p := matmul_peak(v.result, info)) is not None}
     if peaks:
         note = "float32 matmul peak measured in this run: " + ", ".join(f"{fmt.sig(p)} GFLOP/s" for p in sorted(peaks))
     else:
         note = "no float32 matmul peak was measured in this run, so no share of peak is shown"
-    rows = tuple(_study_row(v, info) for v in timed)
+    rows = tuple(_study_row(v, info, peak) for v in timed)
     return StudyTable(model, model_title(model), rows, note, any(v.result.accuracy is not None for v in timed))
 
 
@@ -534,11 +577,14 @@ def _median(view: CellView) -> float:
     return view.figures.median_ms if view.figures is not None else float("inf")
 
 
-def _study_row(view: CellView, info: RunInfo | None) -> StudyRow:
+def _study_row(view: CellView, info: RunInfo | None, gemm_peak: float | None) -> StudyRow:
     result, figs = view.result, view.figures
     assert figs is not None
     peak = matmul_peak(result, info) if result.device == "cpu" else None
     share = fmt.percent(100.0 * figs.gflops / peak) if peak is not None and figs.gflops is not None else "—"
+    above = above_peak(result, gemm_peak)
+    stats = result.stats
+    batch = result.batch if result.batch > 0 else 1
     return StudyRow(
         framework=f"{framework_title(result.framework)} {result.version or ''}".strip(),
         cell=view.label,
@@ -549,7 +595,32 @@ def _study_row(view: CellView, info: RunInfo | None) -> StudyRow:
         gflops=fmt.sig(figs.gflops) if figs.gflops is not None else "—",
         peak_share=share,
         accuracy=fmt.accuracy(result.accuracy) if result.accuracy is not None else "—",
+        verdict=verdict_of(result),
+        precision=fmt.plus_minus(precision_reached(view)),
+        p90=_per_image_ms(stats.p90 if stats is not None else None, batch),
+        p99=_per_image_ms(stats.p99 if stats is not None else None, batch),
+        first_inference=fmt.sig(result.first_inference_s * 1e3) if result.first_inference_s is not None else "—",
+        peak_memory=fmt.memory(result.peak_rss_bytes) if result.peak_rss_bytes else "—",
+        load=load_text(result.other_load),
+        above_peak=above_peak_text(above) if above is not None else "",
     )
+
+
+def precision_reached(view: CellView) -> float:
+    """The median's 95% CI half-width over the median, as recorded (``Stats.half_width``), else from the
+    figures the table shows (a cell that kept samples but no summary)."""
+    stats = view.result.stats
+    width = stats.half_width if stats is not None else None
+    if width is not None:
+        return width
+    figs = view.figures
+    assert figs is not None
+    return max(figs.median_ms - figs.ci_low_ms, figs.ci_high_ms - figs.median_ms) / figs.median_ms
+
+
+def _per_image_ms(seconds: float | None, batch: int) -> str:
+    """A recorded percentile (seconds per batch) in ms per image; ``n/a`` where too few samples gave none."""
+    return fmt.sig(seconds / batch * 1e3) if seconds is not None else "n/a"
 
 
 # --- comparisons ----------------------------------------------------------------------------------
@@ -594,8 +665,9 @@ def sweep_legend(spec: ReportSpec) -> str:
         figure_text = "Images/s = batch size / the median of the point's timed samples (seconds per batch)"
     return (
         f"{figure_text}. Every figure is computed from the points' raw samples; one taken from a point's stored "
-        "summary instead (it kept no samples) says so. ⚠ flags a point whose output did not match the reference, "
-        "or a warning it recorded; a failed point shows its reason."
+        "summary instead (it kept no samples) says so. ⚠ INVALID flags a point the validity check failed, with its "
+        "reasons; ⚠ flags what else a point recorded (an output not checked, a warning the verdict does not state, "
+        "an unknown load); a failed point shows its reason."
     )
 
 
@@ -659,8 +731,9 @@ def _sweep_cell(spec: ReportSpec, figs: PointFigures) -> SweepCell:
 
 
 def _point_flags(spec: ReportSpec, figs: PointFigures) -> list[str]:
-    """What to flag beside a point's figure: a failed output check, its own warnings, a thread count
-    the framework reports differently from the one requested."""
+    """What to flag beside a point's figure: its verdict when invalid, a failed output check, its own warnings
+    (less those the verdict states), a thread count the framework reports differently from the one requested,
+    an unknown load."""
     point = figs.point
     flags = []
     if point.verified is False and not any("reference" in w for w in point.warnings):
@@ -671,7 +744,7 @@ def _point_flags(spec: ReportSpec, figs: PointFigures) -> list[str]:
     flags += point.warnings
     if spec.x == "threads" and point.threads_in_use is not None and point.threads_in_use != point.threads:
         flags.append(f"the framework reports {point.threads_in_use} threads in use, not {point.threads}")
-    return flags
+    return list(trust_flags(point, flags))
 
 
 # --- environment ---------------------------------------------------------------------------------

@@ -48,6 +48,13 @@ def gib(value: int) -> str:
     return f"{value / 2**30:.1f} GiB"
 
 
+def memory(value: int) -> str:
+    """A peak memory: ``212 MiB`` below a GiB, ``1.25 GiB`` from there."""
+    if value >= 2**30:
+        return f"{value / 2**30:.2f} GiB"
+    return f"{sig(value / 2**20)} MiB"
+
+
 def ratio(value: float) -> str:
     return f"{value:.2f}×"
 
@@ -62,6 +69,11 @@ def p_value(value: float) -> str:
 
 def percent(value: float) -> str:
     return f"{value:.1f}%"
+
+
+def plus_minus(share: float) -> str:
+    """A precision reached (the median's 95% CI half-width over the median, as a share): ``±0.8%``."""
+    return f"±{100 * share:.1f}%"
 
 
 def signed_percent(value: float) -> str:

@@ -19,7 +19,16 @@ from markupsafe import Markup
 from . import charts, fmt
 from .cells import model_title
 from .content import CellView, ComparisonGroup, Report, SweepSection
-from .markdown import MACHINES_INTRO, MATRIX_LEGEND, across_legend, comparison_legend, median_text
+from .markdown import (
+    FASTEST_LEGEND,
+    HEATMAP_LEGEND,
+    MACHINES_INTRO,
+    MATRIX_LEGEND,
+    STUDY_LEGEND,
+    across_legend,
+    comparison_legend,
+    median_text,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -66,6 +75,7 @@ class ReportCharts:
     training: dict[str, tuple[Markup, Markup]] = field(default_factory=dict)  # by model: loss, accuracy
     pruning: dict[str, PrunedCharts] = field(default_factory=dict)  # by model: accuracy and latency by sparsity
     int8: dict[str, Markup] = field(default_factory=dict)  # by model: test accuracy by calibration size
+    memory: dict[str, Markup] = field(default_factory=dict)  # by model: median latency against peak memory
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ def report_charts(report: Report, log_scale: bool | None = None) -> ReportCharts
     built.training.update(_training_svgs(report))
     built.pruning.update(_pruning_svgs(report))
     built.int8.update(_int8_svgs(report))
+    built.memory.update(_memory_svgs(report))
     if report.across:
         labels = [f"{model_title(c.model)} · {c.context} · {c.title}" for c in report.across]
         return replace(built, across=Markup(charts.speedup_chart(report.across, labels, "across")))
@@ -163,6 +174,14 @@ def _int8_svgs(report: Report) -> dict[str, Markup]:
     return drawn
 
 
+def _memory_svgs(report: Report) -> dict[str, Markup]:
+    """Each model's cells as points: median latency per image against peak memory."""
+    if report.memory is None:
+        return {}
+    return {model.model: Markup(charts.memory_chart(model.points, prefix=f"mem{j}"))
+            for j, model in enumerate(report.memory.models) if model.points}  # fmt: skip
+
+
 def _latency_bars(views: list[CellView]) -> list[charts.Bar]:
     bars = []
     for view in views:
@@ -203,5 +222,9 @@ def render_html(report: Report, report_charts_: ReportCharts | None = None, home
         report=report,
         charts=drawn,
         comparison_legend=comparison_legend(),
+        matrix_legend=MATRIX_LEGEND,
+        study_legend=STUDY_LEGEND,
+        fastest_legend=FASTEST_LEGEND,
+        heatmap_legend=HEATMAP_LEGEND,
         home_href=home_href,
     )

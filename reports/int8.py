@@ -46,6 +46,8 @@ from .cells import (
     row_label,
 )
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Speedup, compare_samples
+from .skips import SkippedGroup, reason_of
+from .verdicts import trust_flags
 
 INT8 = "int8"
 CALIBRATION, TOOLCHAIN, CALIBRATOR = "calibration", "toolchain", "calibrator"  # ``Int8Config.IDENTITY``
@@ -144,14 +146,6 @@ class Int8Model:
     rows: tuple[AccuracyRow, ...]
     lines: tuple[SweepLine, ...]
     references: tuple[Reference, ...]
-
-
-@dataclass(frozen=True)
-class SkippedGroup:
-    """The int8 cells that did not run for one reason."""
-
-    reason: str  # "skipped: ..." / "failed: ..."
-    cells: tuple[str, ...]  # "variant / mode · model · toolchain calibrator calibration"
 
 
 @dataclass(frozen=True)
@@ -354,6 +348,7 @@ def int8_row(cell: Result, base: Result | None, label: str) -> Int8Row:
     flags = list(cell.warnings)
     if cell.verified is False and not any("reference" in w for w in flags):
         flags.insert(0, "output does not match its reference")
+    flags = list(trust_flags(cell, flags))
     return Int8Row(
         label=label,
         model=model_title(cell.model),
@@ -512,6 +507,5 @@ def skipped_groups(cells: list[Result], labels: dict[int, str]) -> list[SkippedG
     """The int8 cells that did not run, one entry per reason (in the order first met)."""
     groups: dict[str, list[str]] = defaultdict(list)
     for r in cells:
-        reason = f"{r.status}: {r.error or 'no reason recorded'}"
-        groups[reason].append(f"{labels[id(r)]} · {model_title(r.model)} · {_config_text(r)}")
+        groups[reason_of(r)].append(f"{labels[id(r)]} · {model_title(r.model)} · {_config_text(r)}")
     return [SkippedGroup(reason, tuple(found)) for reason, found in groups.items()]

@@ -17,12 +17,17 @@ from frameworks.result import Result
 from . import fmt
 from .cells import figures, model_title
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Comparison
-from .content import Fact, MatrixCell, MatrixRow, Report, StudyTable, SweepCell, SweepRow, SweepSection
+from .content import Fact, MatrixCell, MatrixRow, Report, StudyRow, StudyTable, SweepCell, SweepRow, SweepSection
+from .heatmap import Heatmap
 from .int8 import Int8Model, Int8Row, Int8Section
 from .load import LoadProblem
+from .memory import MemorySection
 from .pruning import LatencyRow, PruningModel, PruningSection, SpeedupRow
 from .published import PublishedRow, PublishedSection
+from .skips import SkippedGroup
+from .summary import NOT_RECORDED, FastestRow, Opening
 from .training import TrainingRow, TrainingSection
+from .verdicts import INVALID, VALID
 
 _SPECIAL = re.compile(r"([\\`*\[\]|])")
 NOTICE = "Generated from results.jsonl and run.json by `reports`; do not edit by hand."
@@ -47,8 +52,10 @@ def render_markdown(report: Report) -> str:
     parts = [
         f"# {escape(report.title)}",
         _summary(report),
+        _opening(report.opening),
         _matrix(report),
         _studies(report.studies),
+        _memory(report.memory),
         _comparisons(report),
         _published(report.published),
         *(_sweep(section) for section in report.sweeps),
@@ -73,20 +80,79 @@ def _summary(report: Report) -> str:
     return "\n".join([*lines, NOTICE])
 
 
+# --- the opening ------------------------------------------------------------------------------------
+
+OPENING_TITLE = "## At a glance"
+FASTEST_LEGEND = (
+    "The fastest valid cell of each model, scenario and device (a sweep: its fastest valid point): the median of "
+    "its timed samples per image, with the 95% confidence interval of the median. Only valid cells are ranked: "
+    "output verified, enough samples, the median known to the stated precision, other load known and low, no "
+    "throttling."
+)
+FASTEST_HEADERS = ("Model", "Scenario", "Device", "Framework", "Variant / mode", "Median (ms/img)", "95% CI (ms/img)")
+HEATMAP_LEGEND = (
+    "Each framework's best valid latency cell (any variant and mode) over the fastest valid cell of the model on "
+    "the same device: 1.00× is the fastest, 2.00× takes twice as long. ⚠: that best cell is a float32 cell above "
+    "the float32 GEMM peak, a figure to check before it is believed. \"no valid cell\": the framework ran the "
+    "model, but none of its cells is valid; \"no cell ran\": its cells of the model failed or were skipped; —: it "
+    "has no cell of the model."
+)
+
+
+def _opening(opening: Opening | None) -> str:
+    """What a reader acts on: the machine, the verdicts, the fastest valid cells, each framework against them."""
+    if opening is None:
+        return ""
+    machine = opening.machine
+    features = ", ".join(f"{f.flag} {f.state}" for f in machine.features) if machine.features_recorded else (
+        f"{NOT_RECORDED}: no machine record")
+    facts = [Fact("Machine", machine.name), Fact("Fingerprint", machine.fingerprint),
+             Fact("Instruction sets", features), *machine.facts, Fact("Cells", opening.verdicts)]  # fmt: skip
+    parts = [OPENING_TITLE, "### This machine", facts_table(facts), "### Fastest valid cell", FASTEST_LEGEND]
+    parts.append(table(FASTEST_HEADERS, map(fastest_row, opening.fastest)) if opening.fastest else
+                 "No cell ran.")  # fmt: skip
+    if opening.heatmap is not None:
+        parts += ["### Each framework against the fastest", HEATMAP_LEGEND, heatmap_table(opening.heatmap)]
+    return "\n\n".join(parts)
+
+
+def fastest_row(row: FastestRow) -> list[str]:
+    head = [escape(row.model), escape(row.scenario), escape(row.device)]
+    if row.note:
+        return [*head, f"**{escape(row.note)}**", "—", "—", "—"]
+    label = escape(row.label) + (f"<br>⚠ **{escape(row.flag)}**" if row.flag else "")
+    return [*head, escape(row.framework), label, f"**{row.median}**", row.interval]
+
+
+def heatmap_table(heat: Heatmap) -> str:
+    headers = ["Framework", *(escape(t) for t in heat.titles)]
+    return table(headers, [[escape(r.label), *(escape(c.text) for c in r.cells)] for r in heat.rows])
+
+
 # --- matrix ----------------------------------------------------------------------------------------
 
 
 MATRIX_LEGEND = (
-    "Median latency per image; below it the mean (sd) of the samples in ms, images/s and GFLOP/s. "
-    "★ marks the fastest verified cell for the model on its device; ⚠ flags a cell whose output did not "
-    "match the reference or whose timing is unstable, with the warning's text."
+    "Median latency per image; below it the mean (sd) of the samples in ms, images/s and GFLOP/s, and the cell's "
+    "verdict: ✓ valid, or ✗ INVALID with the reasons. ★ marks the fastest valid cell for the model on its "
+    "device; ⚠ flags what the verdict does not say (a float32 cell above the float32 GEMM peak, an unstable "
+    "timing, an unknown load), with the warning's text."
 )
+SKIPPED_TITLE = "### Cells that did not run, by reason"
 
 
 def _matrix(report: Report) -> str:
     if not report.matrix:
         return f"## Matrix\n\n{empty_matrix(report)}"
-    return f"## Matrix\n\n{MATRIX_LEGEND}\n\n{matrix_table(report.matrix, report.model_titles)}"
+    parts = ["## Matrix", MATRIX_LEGEND, matrix_table(report.matrix, report.model_titles)]
+    if report.skipped:
+        parts += [SKIPPED_TITLE, skipped_list(report.skipped)]
+    return "\n\n".join(parts)
+
+
+def skipped_list(groups: Sequence[SkippedGroup]) -> str:
+    """One line per reason, with the cells it stopped."""
+    return "\n".join(f"- **{escape(g.reason)}**: {'; '.join(escape(c) for c in g.cells)}" for g in groups)
 
 
 def empty_matrix(report: Report) -> str:
@@ -102,12 +168,16 @@ def matrix_table(matrix: tuple[MatrixRow, ...], model_titles: tuple[str, ...]) -
 
 
 def matrix_cell(cell: MatrixCell | None) -> str:
-    """One cell: figures, or the reason it has none; warnings always shown."""
+    """One cell: figures and verdict, or the reason it has none; the flags the verdict does not state."""
     if cell is None:
         return "—"
+    if cell.gathered:
+        return f"**{cell.status}** (the reason is listed below the matrix)"
     figs = cell.view.figures
-    if cell.status != "ok" or figs is None:
+    if cell.status != "ok":
         lines = [f"**{cell.status}**: {escape(cell.reason)}"]
+    elif figs is None:
+        lines = ["no timing recorded", verdict_mark(cell)]
     else:
         star = " ★" if cell.fastest else ""
         lines = [
@@ -115,43 +185,77 @@ def matrix_cell(cell: MatrixCell | None) -> str:
             f"mean {fmt.sig(figs.mean_ms)} (sd {fmt.sig(figs.sd_ms)})",
             f"{fmt.sig(figs.images_per_s)} img/s · "
             + (f"{fmt.sig(figs.gflops)} GFLOP/s" if figs.gflops else "— GFLOP/s"),
+            verdict_mark(cell),
         ]
+    if cell.above_peak:
+        lines.append(f"⚠ **{escape(cell.above_peak)}**")
     lines += [f"⚠ {escape(w)}" for w in cell.warnings]
     return "<br>".join(lines)
+
+
+def verdict_mark(cell: MatrixCell) -> str:
+    """``✓ valid``, ``✗ **INVALID**: reasons`` or ``not judged``."""
+    verdict = cell.verdict
+    if verdict.state == INVALID:
+        return f"✗ **INVALID**: {escape('; '.join(verdict.reasons))}"
+    return "✓ valid" if verdict.state == VALID else escape(verdict.state)
 
 
 # --- per-model study tables ---------------------------------------------------------------------------
 
 
 STUDY_HEADERS = (
-    "Framework",
-    "Variant / mode",
-    "Params",
-    "Latency (ms/img)",
-    "FPS",
-    "FLOPs/img",
-    "GFLOP/s",
-    "Share of matmul peak",
+    *("Framework", "Variant / mode", "Valid", "Params", "Latency (ms/img)", "Precision (95% CI)"),
+    *("p90 (ms/img)", "p99 (ms/img)", "First inference (ms)", "Peak memory", "Other load", "FPS", "FLOPs/img"),
+    *("GFLOP/s", "Share of matmul peak"),
 )
 ACCURACY_HEADER = "Test accuracy"  # a study of cells that ran trained weights (--weights trained)
+STUDY_LEGEND = (
+    "Valid: the cell's verdict, or why it is not valid. Precision: the 95% confidence interval of the median, "
+    "as ± its larger half over the median. p90, p99: of the timed samples, per image (n/a: too few samples for "
+    "it). First inference: the first call, lazy compilation included. Peak memory: the measuring process's peak "
+    "RSS. Other load: other processes' CPU use during the timed loop."
+)
 
 
 def _studies(studies: tuple[StudyTable, ...]) -> str:
     if not studies:
         return ""  # no latency cell: the matrix already says so
-    parts = ["## Per model"]
+    parts = ["## Per model", STUDY_LEGEND]
     for study in studies:
         parts.append(f"### {escape(study.title)}")
         parts.append(escape(study.peak_note))
         if study.rows:
-            rows = [
-                [escape(r.framework), escape(r.cell), r.params, r.latency, r.fps, r.flops, r.gflops, r.peak_share]
-                + ([r.accuracy] if study.accuracy else [])
-                for r in study.rows
-            ]
+            rows = [study_row(r) + ([r.accuracy] if study.accuracy else []) for r in study.rows]
             parts.append(table((*STUDY_HEADERS, ACCURACY_HEADER) if study.accuracy else STUDY_HEADERS, rows))
         else:
             parts.append("No cell of this model has timings.")
+    return "\n\n".join(parts)
+
+
+def study_row(r: StudyRow) -> list[str]:
+    share = r.peak_share + (f"<br>⚠ **{escape(r.above_peak)}**" if r.above_peak else "")
+    return [escape(r.framework), escape(r.cell), escape(r.verdict.text), r.params, r.latency, r.precision, r.p90,
+            r.p99, r.first_inference, r.peak_memory, escape(r.load), r.fps, r.flops, r.gflops, share]  # fmt: skip
+
+
+# --- latency against memory ---------------------------------------------------------------------------
+
+MEMORY_HEADERS = ("Variant / mode", "Median (ms/img)", "Peak memory", "Valid", "Pareto front")
+
+
+def _memory(section: MemorySection | None) -> str:
+    """Per model, each timed cell's median against its peak memory (the HTML report draws them)."""
+    if section is None:
+        return ""
+    parts = ["## Latency against peak memory", escape(section.intro)]
+    for model in section.models:
+        parts.append(f"### {escape(model.title)}")
+        rows = [[escape(p.label), fmt.sig(p.median_ms), fmt.memory(p.peak_bytes), "yes" if p.valid else "no",
+                 "**yes**" if p.front else ""] for p in model.points]  # fmt: skip
+        parts.append(table(MEMORY_HEADERS, rows) if rows else "No cell of this model recorded its peak memory.")
+        if model.unrecorded:
+            parts.append("No peak memory recorded: " + ", ".join(escape(u) for u in model.unrecorded) + ".")
     return "\n\n".join(parts)
 
 
@@ -370,6 +474,8 @@ def _machine_matrices(report: Report) -> str:
         parts.append(f"{escape(machine.cpu_model)} · fingerprint {escape(print_)}")
         sub = view.report
         parts.append(matrix_table(sub.matrix, sub.model_titles) if sub.matrix else empty_matrix(sub))
+        if sub.skipped:
+            parts += [f"Cells of {escape(view.name)} that did not run, by reason:", skipped_list(sub.skipped)]
     return "\n\n".join(parts)
 
 

@@ -45,6 +45,7 @@ from .cells import (
     per_image_samples,
 )
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Speedup, compare_samples, dense_mode, prune_pairs, sparse_pairs
+from .verdicts import trust_flags
 
 PRUNE = "prune"
 SPARSITY = "sparsity"  # the prune config's identity field (``PruneConfig.IDENTITY``)
@@ -320,6 +321,7 @@ def latency_row(result: Result, label: str) -> LatencyRow:
     flags = list(result.warnings)
     if result.verified is False and not any("reference" in w for w in flags):
         flags.insert(0, "output does not match the reference")
+    flags = list(trust_flags(result, flags))
     if figs is None:
         missing = "no timing recorded" if result.status == "ok" else "no reason recorded"
         reason = f"{result.status}: {result.error or missing}"

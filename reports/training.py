@@ -29,6 +29,7 @@ from frameworks.scenarios.train import NAME as TRAIN
 from . import fmt
 from .cells import SweepLine, framework_title, model_order, model_title
 from .compare import CI_LEVEL, RESAMPLES, bootstrap_ratio_ci
+from .verdicts import trust_flags
 
 BASELINE = ("torch", "eager")  # what every training time is relative to
 STEP_OF_INTEREST = 20  # the fidelity window's last step: how far the frameworks' losses are apart there
@@ -190,7 +191,7 @@ def _row(result: Result, label: str, is_baseline: bool, base_walls: list[float])
         return TrainingRow(label, framework, version, result.mode, False, reason, dash, dash, dash, dash, dash, dash,
                            dash, dash, tuple(result.warnings))  # fmt: skip
     walls = _steady(training)
-    flags = list(result.warnings)
+    flags = list(trust_flags(result, result.warnings))
     alone = len(training.epochs) == 1
     median = float(np.median(walls))
     images = training.epochs[-1].images

@@ -28,8 +28,10 @@ from tests.fixtures.make_report_fixtures import (
     hostile_run,
     sweeps_only_run,
 )
+from tests.fixtures.make_validity_fixtures import MACHINE as VALIDITY_MACHINE
 
 GOLDEN_RUN = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-a2"
+VALIDITY_RUN = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-v1"
 TWO_MACHINES = Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-m1"
 FORBIDDEN_TAGS = {"script", "link", "iframe", "object", "embed", "img", "image", "foreignobject", "base", "form"}
 CHROMIUM_FLAGS = (
@@ -117,7 +119,7 @@ def test_two_machine_pages_are_self_contained(two_machine_html: list[Path]) -> N
     text = page.joined_text
     assert MACHINE_EAST.fingerprint in text and MACHINE_WEST.fingerprint in text
     assert "Dispatch flags ≠ sse4_2 avx avx2 fma f16c sse4_2 avx avx2 fma f16c avx512f" in text
-    assert Page(west.read_text(encoding="utf-8")).tags.count("svg") == 3 + 3  # latency, samples (no pair to compare)
+    assert Page(west.read_text(encoding="utf-8")).tags.count("svg") == 3 + 3 + 3  # latency, samples, memory (no pair)
 
 
 def test_hostile_host_names_render_as_text(tmp_path: Path) -> None:
@@ -146,10 +148,9 @@ def test_html_is_self_contained(golden_html: Path) -> None:
     assert_inert(page)
     assert "@import" not in html and "url(http" not in html and "<?xml" not in html
     assert "default-src 'none'" in html  # a CSP that forbids loading anything, should anything slip in
-    assert (
-        page.tags.count("svg") == 3 + 3 + 6 + 2 + 2
-    )  # latency and samples per model, per comparison group, per sweep model
-    assert page.tags.count("style") == 1 + 16  # the page's, and matplotlib's one per chart
+    # latency, samples and latency against memory per model, per comparison group, per sweep model
+    assert page.tags.count("svg") == 3 + 3 + 3 + 6 + 2 + 2
+    assert page.tags.count("style") == 1 + 19  # the page's, and matplotlib's one per chart
 
 
 def test_one_jinja_environment_autoescaping_everything() -> None:
@@ -184,7 +185,7 @@ def test_hostile_strings_render_as_text(hostile_html: str) -> None:
         "⚠ the framework reports 7 threads in use, not 2",
     ):
         assert needle in page.joined_text, needle
-    assert page.tags.count("svg") == 1 + 1 + 2 + 4  # latency, samples, two comparison groups, four sweep charts
+    assert page.tags.count("svg") == 1 + 1 + 1 + 2 + 4  # latency, samples, memory, two comparison groups, four sweeps
     assert HOSTILE in hostile_html.replace("&lt;", "<").replace("&gt;", ">").replace("&#34;", '"').replace(
         "&amp;", "&"
     ).replace("&#39;", "'")  # the command, verbatim, newline included
@@ -232,10 +233,19 @@ def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path:
         "LeNet-5",
         "VGG-16",
         "MobileNet v1",
+        "At a glance",  # the opening: the machine, the fastest valid cells, each framework against them
+        "Fixture CPU A (test data) @ 2.40GHz · fingerprint no machine record: results written before schema 3",
+        "Instruction sets: not recorded (no machine record).",
+        "73 valid, 4 invalid, 1 failed, 1 skipped",
+        "LeNet-5 latency cpu PyTorch 2.13.0 cpu-torch / compile (docker) 0.155 0.155–0.156",
+        "Each framework against the fastest",
+        "ONNX Runtime no valid cell 1.00× 1.00×",
         "0.122 ms ★ fastest",
         "mean 1,011 (sd 9.67)",
         "failed MXNetError: out of memory",
-        "⚠ output does not match the reference",
+        "INVALID output unverified (max error 0.0032, tolerance 0.001)",
+        "INVALID busy machine: other processes used 0.41 CPUs",
+        "Latency against peak memory",
         "MKL vs OpenBLAS",
         "oneDNN vs Eigen",
         "graph vs eager",
@@ -248,14 +258,42 @@ def test_chromium_renders_the_report(chromium: str, golden_html: Path, tmp_path:
         "Throughput over batch size",
         "batch size 64",
         "failed: out of memory (killed by the OOM killer)",
-        "⚠ output does not match the reference (max relative error 0.00021 > 0.0001)",
+        "⚠ INVALID: output unverified (max error 0.00021)",
         "Thread scaling",
         "1.83× efficiency 91.4% median 35.0 ms",
         "linear scaling",  # the ideal line's legend, inside the chart's SVG
     ):
         assert needle in text, needle
-    assert page.tags.count("svg") == 16
+    assert page.tags.count("svg") == 19
     assert "script" not in page.tags
+
+
+@pytest.mark.slow
+def test_chromium_renders_the_opening(chromium: str, tmp_path: Path) -> None:
+    """A run with a machine record, a GEMM peak record and an invalid cell of each kind: the screenshot's top is
+    the opening (the machine by its fingerprint and extensions, the fastest valid cells, the heatmap)."""
+    html = render_run(VALIDITY_RUN, tmp_path / "out")[1]
+    _screenshot(chromium, tmp_path / "profile", html, tmp_path / "opening.png")
+    page = _dom_text(chromium, tmp_path / "profile", html)
+    text = page.joined_text
+    for needle in (
+        f"AMD family 25 model 17 stepping 1 · fingerprint {VALIDITY_MACHINE.fingerprint}",
+        "✓ avx2 ✓ avx512f ✓ avx512_vnni ✗ avx_vnni ✓ avx512_bf16 ✗ amx_tile ✗ amx_int8 ✗ amx_bf16",
+        "CPU model (as the OS names it) AMD EPYC Processor (fixture, test data)",
+        "CPU governor, boost governor performance, boost off",
+        "180 GFLOP/s float32 (mkl sgemm, 3072×3072, 2 threads",
+        "21 valid, 6 invalid, 1 failed, 16 skipped",
+        "VGG-16 latency cpu PyTorch 2.13.0 cpu-torch / compile ⚠ above the float32 GEMM peak: 122.8% of it 140",
+        "PyTorch 1.00× 1.00× ⚠ 1.24×",
+        "INVALID unknown load: no load figure for the measurement",
+        "Cells that did not run, by reason",
+        "load unknown",
+        "peak memory, MiB",  # the scatter chart's axis, inside its SVG
+    ):
+        assert needle in text, needle
+    assert "script" not in page.tags
+    heat = [v for tag, name, v in page.attrs if tag == "td" and name == "style"]
+    assert len(heat) == 14  # the heatmap's coloured cells survive the browser's parse
 
 
 @pytest.mark.slow
@@ -267,7 +305,9 @@ def test_chromium_renders_the_two_machine_report(chromium: str, two_machine_html
     text = page.joined_text
     for needle in (
         "Inference speed matrix: fixture-m1",
-        "east: AMD EPYC Processor (fixture, test data) · west: AMD EPYC Processor (fixture, test data)",
+        f"east: AMD family 25 model 1 stepping 1, fingerprint {MACHINE_EAST.fingerprint} (CPU model AMD EPYC "
+        f"Processor (fixture, test data)) · west: AMD family 25 model 17 stepping 1, fingerprint "
+        f"{MACHINE_WEST.fingerprint}",
         f"Machine fingerprint ≠ {MACHINE_EAST.fingerprint} {MACHINE_WEST.fingerprint}",
         "avx512_vnni avx512_bf16",
         "Matrix of each machine",

@@ -73,8 +73,15 @@ def test_golden_report_answers_the_issue() -> None:
         "img/s · ",
         "**failed**: MXNetError: out of memory",
         "**skipped**: cell timeout budget",
-        "⚠ output does not match the reference (max relative error 0.0032 &gt; 0.001)",
-        "⚠ unstable: sd is 14% of the mean",
+        "✗ **INVALID**: output unverified (max error 0.0032, tolerance 0.001)",  # the verdict, with the error
+        "✗ **INVALID**: precision not reached: median +-7.3% at 95% &gt; +-2%",
+        "✗ **INVALID**: busy machine: other processes used 0.41 CPUs",
+        "| Valid ",  # the per-model tables' verdict column
+        "| p99 (ms/img) ",
+        "## At a glance",
+        "| cpu      | PyTorch 2.13.0      | cpu-torch / compile (docker)       | **0.155** ",  # LeNet-5's fastest
+        "| ONNX Runtime        | no valid cell | 1.00×    | 1.00×          |",  # its LeNet-5 cell is not valid
+        "## Latency against peak memory",
         "float32 matmul peak measured in this run: 96.5 GFLOP/s",
         "| Share of matmul peak ",
         "MKL vs OpenBLAS",
@@ -96,7 +103,7 @@ def test_golden_report_answers_the_issue() -> None:
         "## Throughput over batch size",
         "| batch size 1 ",
         "failed: out of memory (killed by the OOM killer)",
-        "⚠ output does not match the reference (max relative error 0.00021 &gt; 0.0001)",
+        "⚠ INVALID: output unverified (max error 0.00021)",  # a sweep's point
         "## Thread scaling",
         "| threads 2 ",
         "**1.83×**<br>efficiency 91.4%<br>median 35.0 ms",
@@ -107,6 +114,8 @@ def test_golden_report_answers_the_issue() -> None:
     ):
         assert needle in text, needle
     assert "2025-01-15T09:00:00Z" in text  # times come from run.json, never from the render
+    for restated in ("⚠ unstable: sd is 14%", "⚠ machine busy", "⚠ output does not match"):
+        assert restated not in text, restated  # the verdict says it: not twice
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -169,7 +178,9 @@ def test_each_machine_gets_its_full_report(tmp_path: Path) -> None:
     assert paths[0].read_text(encoding="utf-8") == TWO_MACHINES_GOLDEN.read_text(encoding="utf-8")
     west = (run_dir / "hosts" / "west" / "report.md").read_text(encoding="utf-8")
     assert west.startswith("# Inference speed matrix: fixture-m1 on west\n")
-    assert f"**Machine:** west: AMD EPYC Processor (fixture, test data), fingerprint {MACHINE_WEST.fingerprint}" in west
+    assert (f"**Machine:** west: AMD family 25 model 17 stepping 1, fingerprint {MACHINE_WEST.fingerprint} "
+            "(CPU model AMD EPYC Processor (fixture, test data))") in west  # fmt: skip
+    assert "## At a glance" in west and "avx512f present" in west and "avx512f absent" in east_text(run_dir)
     assert "[the whole run's report](../../report.md)" in west
     for needle in (
         "## Per model",
@@ -181,9 +192,14 @@ def test_each_machine_gets_its_full_report(tmp_path: Path) -> None:
     assert "avx512_bf16" in west and MACHINE_EAST.fingerprint not in west  # its own machine only
     assert "- results.jsonl line 13: skipped (truncated last line" in west  # named by its own file there
     east = (run_dir / "hosts" / "east" / "report.md").read_text(encoding="utf-8")
-    assert "avx512" not in east and MACHINE_WEST.fingerprint not in east
+    assert "avx512f present" not in east and MACHINE_WEST.fingerprint not in east  # its own machine only
+    assert "avx512f" not in east.split("## Matrix")[1]  # beyond the opening's present/absent list, no AVX-512
     again = load_run(run_dir)  # the reports written under hosts/ are not machines of their own
     assert [h.host_name for h in again.hosts] == ["east", "west"] and again.problems == load_run(TWO_MACHINES).problems
+
+
+def east_text(run_dir: Path) -> str:
+    return (run_dir / "hosts" / "east" / "report.md").read_text(encoding="utf-8")
 
 
 def test_hostile_host_names_and_machine_facts_are_escaped(tmp_path: Path) -> None:

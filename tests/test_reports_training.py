@@ -68,7 +68,7 @@ def test_the_training_section_answers_the_issue() -> None:
         "- end of epoch 1 (step 937): ",
         "Not trained (their backends have no train step):",
         # the per-model LeNet-5 table of --weights trained: framework, params, latency, FPS, FLOPs, accuracy
-        "| Framework           | Variant / mode              | Params   | Latency (ms/img)   | FPS   | FLOPs/img ",
+        "| Framework           | Variant / mode              | Valid   | Params   | Latency (ms/img)   | Precision ",
         "| Test accuracy   |\n",
         "| 61,706   |",
         "88.41%",
@@ -111,8 +111,8 @@ def test_html_has_the_curves_and_stays_inert(tmp_path: Path) -> None:
     assert 'id="training"' in html and "training loss (the batch" in html and "test accuracy after each epoch" in html
     ids = [value for _, name, value in page.attrs if name == "id"]
     assert len(ids) == len(set(ids))
-    # latency chart, samples chart (the trained-weights LeNet-5 cells), loss and accuracy curves
-    assert page.tags.count("svg") == 1 + 1 + 2
+    # latency, samples and memory charts (the trained-weights LeNet-5 cells), loss and accuracy curves
+    assert page.tags.count("svg") == 1 + 1 + 1 + 2
 
 
 def test_hostile_strings_in_a_training_run(tmp_path: Path) -> None:
