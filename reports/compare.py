@@ -87,6 +87,19 @@ class Comparison:
     candidate: Result
     speedup: Speedup
 
+    @property
+    def invalid_sides(self) -> tuple[str, ...]:
+        """Which side's validity verdict is INVALID ("baseline", "candidate"): a significant ratio between
+        figures that are not to be trusted is no finding."""
+        return tuple(name for name, r in (("baseline", self.baseline), ("candidate", self.candidate))
+                     if r.valid is False)  # fmt: skip
+
+    @property
+    def significance(self) -> str:
+        """``yes`` / ``no``, and which side is invalid when one is."""
+        text = "yes" if self.speedup.significant else "no"
+        return f"{text} (invalid {' and '.join(self.invalid_sides)})" if self.invalid_sides else text
+
 
 # --- statistics ---------------------------------------------------------------------------
 

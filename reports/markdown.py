@@ -93,8 +93,8 @@ FASTEST_HEADERS = ("Model", "Scenario", "Device", "Framework", "Variant / mode",
 HEATMAP_LEGEND = (
     "Each framework's best valid latency cell (any variant and mode) over the fastest valid cell of the model on "
     "the same device: 1.00× is the fastest, 2.00× takes twice as long. ⚠: that best cell is a float32 cell above "
-    "the float32 GEMM peak, a figure to check before it is believed. \"no valid cell\": the framework ran the "
-    "model, but none of its cells is valid; \"no cell ran\": its cells of the model failed or were skipped; —: it "
+    'the float32 GEMM peak, a figure to check before it is believed. "no valid cell": the framework ran the '
+    'model, but none of its cells is valid; "no cell ran": its cells of the model failed or were skipped; —: it '
     "has no cell of the model."
 )
 
@@ -104,8 +104,11 @@ def _opening(opening: Opening | None) -> str:
     if opening is None:
         return ""
     machine = opening.machine
-    features = ", ".join(f"{f.flag} {f.state}" for f in machine.features) if machine.features_recorded else (
-        f"{NOT_RECORDED}: no machine record")
+    features = (
+        ", ".join(f"{f.flag} {f.state}" for f in machine.features)
+        if machine.features_recorded
+        else (f"{NOT_RECORDED}: no machine record")
+    )
     facts = [Fact("Machine", machine.name), Fact("Fingerprint", machine.fingerprint),
              Fact("Instruction sets", features), *machine.facts, Fact("Cells", opening.verdicts)]  # fmt: skip
     parts = [OPENING_TITLE, "### This machine", facts_table(facts), "### Fastest valid cell", FASTEST_LEGEND]
@@ -279,7 +282,8 @@ def comparison_legend() -> str:
     return (
         "Speedup = median time per image of the baseline / that of the candidate (above 1: the candidate is faster). "
         f"{CI_LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES} resamples); p from a two-sided Mann-Whitney U "
-        f"test; significant when p < {ALPHA} and the interval excludes 1."
+        f'test; significant when p < {ALPHA} and the interval excludes 1. "invalid baseline" (or candidate): that '
+        "side's validity verdict is INVALID, so the ratio is not a finding."
     )
 
 
@@ -294,7 +298,7 @@ def comparison_row(c: Comparison) -> list[str]:
         fmt.ratio(s.ratio),
         fmt.interval(s.ci_low, s.ci_high),
         fmt.p_value(s.p_value),
-        "yes" if s.significant else "no",
+        c.significance,
     ]
 
 

@@ -88,8 +88,11 @@ def test_the_page_opens_with_what_a_reader_acts_on(markdown: str) -> None:
     sections = list(_sections(markdown))
     assert sections[:3] == ["At a glance", "Matrix", "Per model"]
     glance = _sections(markdown)["At a glance"]
-    assert glance.index("### This machine") < glance.index("### Fastest valid cell") < glance.index(
-        "### Each framework against the fastest")
+    assert (
+        glance.index("### This machine")
+        < glance.index("### Fastest valid cell")
+        < glance.index("### Each framework against the fastest")
+    )
 
 
 def test_the_machine_is_named_by_its_fingerprint_not_its_model_string(report: Report, markdown: str) -> None:
@@ -98,8 +101,16 @@ def test_the_machine_is_named_by_its_fingerprint_not_its_model_string(report: Re
     assert machine.name == "AMD family 25 model 17 stepping 1" and "EPYC" not in machine.name
     assert machine.fingerprint == MACHINE.fingerprint
     states = {f.flag: f.state for f in machine.features}
-    assert states == {"avx2": "present", "avx512f": "present", "avx512_vnni": "present", "avx_vnni": "absent",
-                      "avx512_bf16": "present", "amx_tile": "absent", "amx_int8": "absent", "amx_bf16": "absent"}
+    assert states == {
+        "avx2": "present",
+        "avx512f": "present",
+        "avx512_vnni": "present",
+        "avx_vnni": "absent",
+        "avx512_bf16": "present",
+        "amx_tile": "absent",
+        "amx_int8": "absent",
+        "amx_bf16": "absent",
+    }
     facts = {f.label: f.value for f in machine.facts}
     assert facts["CPU model (as the OS names it)"] == CPU_EPYC  # a detail, not the name
     assert facts["Cores, threads"] == "4 cores, 8 threads, 1 socket, under KVM"
@@ -425,3 +436,20 @@ def test_memory_and_precision_formats() -> None:
     assert fmt.memory(212 * 2**20) == "212 MiB" and fmt.memory(2**30) == "1.00 GiB"
     assert fmt.memory(1536 * 2**20) == "1.50 GiB"
     assert fmt.plus_minus(0.0083) == "±0.8%" and fmt.plus_minus(0.332) == "±33.2%"
+
+
+def test_a_comparison_with_an_invalid_side_says_so() -> None:
+    """The verdict reaches the comparisons: a ratio between an invalid cell and a valid one is marked."""
+    from dataclasses import replace as _replace
+
+    from reports import load_run
+    from reports.compare import find_comparisons
+
+    run = load_run(Path(__file__).parent / "fixtures" / "reports" / "runs" / "fixture-a2")
+    comparisons, _ = find_comparisons(run.results)
+    assert comparisons and all(c.significance in ("yes", "no") for c in comparisons if not c.invalid_sides)
+    marked = [c for c in comparisons if c.invalid_sides]
+    assert marked and all("(invalid " in c.significance for c in marked)
+    one = comparisons[0]
+    flipped = _replace(one, baseline=_replace(one.baseline, valid=False), candidate=_replace(one.candidate, valid=True))
+    assert flipped.invalid_sides == ("baseline",) and flipped.significance.endswith("(invalid baseline)")
