@@ -29,10 +29,13 @@ import time
 from dataclasses import replace
 
 from runner.catalog import load_catalog
+from runner.cell import Cell
 from runner.docker_launcher import DockerLauncher, container_options
 from runner.engine import connect, engine_version
+from runner.launcher import Launcher
+from runner.limits import default_cpuset
 from runner.local_launcher import LocalLauncher
-from runner.matrix import Cell, Launcher, Settings, default_cpuset
+from runner.settings import Settings
 
 
 def run_once(launcher: Launcher, cell: Cell, settings: Settings, image_id: str) -> tuple[float, float]:

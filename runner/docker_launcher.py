@@ -21,6 +21,7 @@ from typing import Any
 from frameworks.result import Result
 
 from .catalog import ImageSpec, Variant
+from .cell import Cell
 from .engine import ENGINE_LOST, DockerClient, EngineLost, engine_answers, first_line
 from .exclusive import (
     LABEL_CELL,
@@ -33,7 +34,10 @@ from .exclusive import (
     parse_deadline,
     runner_id,
 )
-from .matrix import OUTPUT_MAX_BYTES, Cell, Log, Prepared, Settings, inputs_root, interpret, runner_result
+from .interpret import interpret, runner_result
+from .launcher import OUTPUT_MAX_BYTES, Log, Prepared
+from .paths import inputs_root
+from .settings import Settings
 
 INPUTS_MOUNT = "/inputs"
 TMPFS = {"/tmp": "rw,exec,nosuid,size=2g"}  # exec: torch.compile loads the C++ it compiles from /tmp

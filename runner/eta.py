@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from frameworks.result import Result
 
-    from .matrix import Cell
+    from .cell import Cell
 
 REFERENCE_FILE = Path(__file__).with_name("reference-walls.json")
 REFERENCE_FORMAT = 1

@@ -33,19 +33,13 @@ from frameworks.environment import THREAD_ENV
 from frameworks.result import Result
 
 from .catalog import REPO_ROOT, CatalogError, ImageSpec, Variant, load_catalog
+from .cell import Cell
 from .exclusive import ENV_DEADLINE, ENV_RUN, ENV_RUNNER, WAIT_POLL_S, Tags, deadline, parse_deadline, runner_id
-from .matrix import (
-    OUTPUT_MAX_BYTES,
-    Cell,
-    Log,
-    Prepared,
-    Settings,
-    cache_dir,
-    inputs_root,
-    interpret,
-    parse_cpuset,
-    runner_result,
-)
+from .interpret import interpret, runner_result
+from .launcher import OUTPUT_MAX_BYTES, Log, Prepared
+from .limits import parse_cpuset
+from .paths import cache_dir, inputs_root
+from .settings import Settings
 
 GENERIC_DOCKERFILE = "docker/Dockerfile"
 MARKER = ".dlbench-venv.json"

@@ -21,26 +21,18 @@ from typing import Any
 
 from frameworks.result import CellKey, Environment, Peak, Result, RunInfo, utc_now
 
+from .cell import Cell
 from .engine import ENGINE_LOST, EngineLost, EngineUnavailable, first_line
 from .hosts import Host
-from .matrix import (
-    UNREACHABLE,
-    Cell,
-    Launcher,
-    Log,
-    MatrixRun,
-    Prepared,
-    Settings,
-    history_path,
-    measure_host_peak,
-    parse_peak,
-    peak_note,
-    prepare_inputs,
-    runner_result,
-    with_inputs,
-)
+from .inputs import prepare_inputs, with_inputs
+from .interpret import runner_result
+from .launcher import Launcher, Log, Prepared
+from .paths import history_path
+from .peak import measure_host_peak, parse_peak, peak_note
 from .provenance import provenance
+from .run_loop import UNREACHABLE, MatrixRun
 from .rundir import append_result, write_run_info
+from .settings import Settings
 
 RECONNECT_ATTEMPTS = 3
 RECONNECT_DELAY_S = 10.0  # between the tries, unless the run says otherwise (runner matrix --reconnect-wait)

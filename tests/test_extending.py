@@ -25,7 +25,8 @@ from frameworks.models import MODELS
 from frameworks.result import RESULTS_FILE, RUN_FILE, Result, RunInfo
 from frameworks.scenarios import SCENARIOS
 from runner.catalog import CATALOG_PATH, load_catalog
-from runner.matrix import Settings, plan
+from runner.plan import plan
+from runner.settings import Settings
 
 SCENARIO_FILE = '''
 """``cold``: the first forward pass of a freshly built model, per size (a toy scenario)."""

@@ -29,8 +29,10 @@ from runner.catalog import load_catalog
 from runner.docker_launcher import LABEL_CELL, DockerLauncher, container_options
 from runner.engine import ENGINE_LOST
 from runner.hosts import Host, connect_host
-from runner.matrix import OUTPUT_MAX_BYTES, Settings, plan
+from runner.launcher import OUTPUT_MAX_BYTES
+from runner.plan import plan
 from runner.rundir import load_results
+from runner.settings import Settings
 from tests.conftest import IN_CI, REPO_ROOT
 from tests.engines import ENGINE2, Engine, load_image, need_root
 

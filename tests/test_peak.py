@@ -13,7 +13,7 @@ import pytest
 from frameworks import peak as peak_module
 from frameworks.peak import LIBRARIES, measure_point, thread_counts
 from frameworks.result import GemmPoint, Peak, RunInfo
-from runner.matrix import parse_peak, peak_note
+from runner.peak import parse_peak, peak_note
 from runner.provenance import NOT_A_CHECKOUT, project_commit
 from tests.conftest import REPO_ROOT
 

@@ -132,7 +132,7 @@ def test_resume_of_a_run_without_its_settings(tmp_path: Path) -> None:
 def test_resume_refuses_a_corrupt_results_file(tmp_path: Path) -> None:
     from frameworks.environment import environment
     from frameworks.result import RunInfo
-    from runner.matrix import Settings
+    from runner.settings import Settings
 
     settings = Settings(("cpu-numpy-openblas",), ("lenet5",), "local", cpus="0")
     info = RunInfo("r", settings.command(), "local", "2026-01-01T00:00:00", environment(), settings=settings.to_dict())

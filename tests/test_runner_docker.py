@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 
 from runner.catalog import load_catalog
+from runner.cell import Cell, Inputs
 from runner.docker_launcher import LABEL_CELL, NO_NVIDIA, DockerLauncher, container_options
-from runner.matrix import Cell, Inputs, Prepared, Settings, parse_cpuset, plan
+from runner.launcher import Prepared
+from runner.limits import parse_cpuset
+from runner.plan import plan
 from runner.rundir import load_results, read_run_info
+from runner.settings import Settings
 from tests.conftest import REPO_ROOT
 
 CATALOG = load_catalog()

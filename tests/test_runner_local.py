@@ -18,9 +18,11 @@ import pytest
 
 from frameworks.result import Result
 from runner.catalog import load_catalog
+from runner.cell import Cell
 from runner.local_launcher import LocalLauncher, ensure_venv, unsupported, venv_id, venv_python, venv_state
-from runner.matrix import Cell, Settings, plan
+from runner.plan import plan
 from runner.rundir import load_results, read_run_info
+from runner.settings import Settings
 from tests.conftest import REPO_ROOT, run_runner
 from tests.fixtures.make_report_fixtures import schema4_dict
 

@@ -15,25 +15,15 @@ from frameworks.models import MODELS
 from frameworks.options import UsageError
 from frameworks.result import Result, Stats
 from runner.catalog import load_catalog
+from runner.cell import Cell
 from runner.eta import Eta, cell_wall_key, history_key, load_history, load_reference, reference_walls
-from runner.matrix import (
-    Cell,
-    MatrixRun,
-    Prepared,
-    Settings,
-    check_models,
-    describe_exit,
-    error_line,
-    format_duration,
-    interpret,
-    memory_bytes,
-    parse_cpuset,
-    plan,
-    runner_result,
-    with_load,
-    with_peak,
-)
+from runner.interpret import describe_exit, error_line, interpret, runner_result
+from runner.launcher import Prepared
+from runner.limits import memory_bytes, parse_cpuset
+from runner.plan import check_models, plan
+from runner.run_loop import MatrixRun, format_duration, with_load, with_peak
 from runner.rundir import load_results
+from runner.settings import Settings
 
 CATALOG = load_catalog()
 OPENBLAS = CATALOG.variant("cpu-numpy-openblas")

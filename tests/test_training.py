@@ -48,7 +48,8 @@ from frameworks.training import (
 )
 from frameworks.weights import canonical_weights
 from runner.catalog import load_catalog
-from runner.matrix import Settings, plan
+from runner.plan import plan
+from runner.settings import Settings
 from tests.conftest import IN_CI, REPO_ROOT, require_framework, run_predict
 
 NETWORK = logits_network(fashion_mnist_network("lenet5"))  # type: ignore[arg-type]
@@ -269,7 +270,7 @@ def test_predict_trains_numpy_and_reports_the_protocol(dataset: str, tmp_path: P
 
 def test_the_runner_keeps_trained_weights_as_a_file(tmp_path: Path) -> None:
     from frameworks.result import Epoch, Training
-    from runner.matrix import kept_weights
+    from runner.run_loop import kept_weights
 
     blob = npz_bytes(canonical_weights(NETWORK, 0))
     training = Training("Fashion-MNIST", 64, 10, 1, (Epoch(1, 1.0, 64, 64.0, 0.5, 0.1),), (1,), (2.3,), 0.5, "a", "b",

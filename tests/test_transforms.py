@@ -20,7 +20,8 @@ from frameworks.training import weights_sha256
 from frameworks.transforms import NONE, TransformPoint
 from frameworks.transforms.prune import PruneConfig
 from runner.catalog import load_catalog
-from runner.matrix import Settings, plan
+from runner.plan import plan
+from runner.settings import Settings
 from tests.conftest import REPO_ROOT, run_runner
 from tests.fixtures.make_report_fixtures import schema4_dict
 

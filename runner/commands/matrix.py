@@ -28,27 +28,17 @@ from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS
 from frameworks.scenarios.config import DEFAULT_TIMEOUT_S
 
 from ..catalog import Catalog, CatalogError, Variant, load_catalog
+from ..cell import Cell
 from ..engine import EngineLost
 from ..hosts import LOCAL, Host, check_host, parse_hosts
-from ..matrix import (
-    DEFAULT_MEMORY,
-    Cell,
-    Launcher,
-    MatrixRun,
-    ResultsUnwritable,
-    Settings,
-    check_cpuset,
-    check_models,
-    default_cpuset,
-    finished_keys,
-    history_path,
-    memory_bytes,
-    plan,
-    prepare_inputs,
-    prepare_transforms,
-    with_inputs,
-)
+from ..inputs import prepare_inputs, prepare_transforms, with_inputs
+from ..launcher import Launcher
+from ..limits import check_cpuset, default_cpuset, memory_bytes
+from ..paths import history_path
+from ..plan import check_models, plan
+from ..run_loop import MatrixRun, ResultsUnwritable, finished_keys
 from ..rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, write_run_info
+from ..settings import DEFAULT_MEMORY, Settings
 from ..worker import RECONNECT_ATTEMPTS, RECONNECT_DELAY_S, HostJob, start_info, work
 from .common import EXIT_ENGINE_LOST, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, log, render
 
