@@ -24,7 +24,8 @@ benchmark or imports Docker or a deep-learning framework, so reports render on a
 - ``gemm``: the run's float32 GEMM peak, and the float32 cells whose GFLOP/s claims more than it (flagged).
 - ``memory``: latency against peak memory per model, with the Pareto front.
 - ``skips``: cells that did not run, gathered by a reason several share, listed once.
-- ``content``: what a report says, computed once; ``markdown`` and ``html`` render it.
+- ``content``: what a report says, computed once (its parts: ``matrix_view``, ``study``, ``sweep_tables``,
+  ``run_facts``, ``several``); ``markdown`` and ``html`` render it.
 - ``charts``: matplotlib (Agg) figures as inline SVG.
 - ``publish``: the static site (index, one page per run, latest, per-machine history by fingerprint).
 """

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from . import charts, fmt
 from .cells import model_title
-from .content import CellView, ComparisonGroup, Report, SweepSection
+from .content import ComparisonGroup, Report
 from .markdown import (
     FASTEST_LEGEND,
     HEATMAP_LEGEND,
@@ -29,6 +29,8 @@ from .markdown import (
     comparison_legend,
     median_text,
 )
+from .matrix_view import CellView
+from .sweep_tables import SweepSection
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

@@ -17,15 +17,19 @@ from frameworks.result import Result
 from . import fmt
 from .cells import figures, model_title
 from .compare import ALPHA, CI_LEVEL, RESAMPLES, Comparison
-from .content import Fact, MatrixCell, MatrixRow, Report, StudyRow, StudyTable, SweepCell, SweepRow, SweepSection
+from .content import Report
+from .facts import Fact
 from .heatmap import Heatmap
 from .int8 import Int8Model, Int8Row, Int8Section
 from .load import LoadProblem
+from .matrix_view import MatrixCell, MatrixRow
 from .memory import MemorySection
 from .pruning import LatencyRow, PruningModel, PruningSection, SpeedupRow
 from .published import PublishedRow, PublishedSection
 from .skips import SkippedGroup
+from .study import StudyRow, StudyTable
 from .summary import NOT_RECORDED, FastestRow, Opening
+from .sweep_tables import SweepCell, SweepRow, SweepSection
 from .training import TrainingRow, TrainingSection
 from .verdicts import INVALID, VALID
 

@@ -13,11 +13,12 @@ from frameworks.result import Measurement, Result, Stats
 from frameworks.scenarios import SCENARIOS, ReportSpec, Scenario
 from frameworks.scenarios.throughput import ThroughputConfig
 from reports import charts
-from reports.content import SweepCell, SweepSection, build_report, sweep_sections
+from reports.content import build_report
 from reports.html import render_html, report_charts
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
 from reports.publish import SiteRun, build_machine, group_machines
+from reports.sweep_tables import SweepCell, SweepSection, sweep_sections
 from reports.sweeps import fallback_spec, point_median, sweep_figures, sweep_spec
 from tests.fixtures.make_report_fixtures import sweeps_only_run
 
