@@ -14,7 +14,7 @@ import numpy as np
 
 from frameworks.backends.registry import FRAMEWORKS, IN_EFFECT
 from frameworks.models import MODELS
-from frameworks.result import Result, RunInfo
+from frameworks.result import Measurement, Result, RunInfo
 from frameworks.scenarios import DEFAULT_SCENARIO
 from frameworks.stats import median_ci
 
@@ -37,8 +37,10 @@ class Figures:
     gflops: float | None  # None when the result carries no FLOP count
 
 
-def per_image_samples(result: Result) -> np.ndarray:
-    """Samples in seconds per image; non-finite or non-positive samples are unusable and dropped."""
+def per_image_samples(result: Result | Measurement) -> np.ndarray:
+    """Samples in seconds per image; non-finite or non-positive samples are unusable and dropped.
+
+    A cell reads through its one measurement; a sweep's point (a ``Measurement``) is read directly."""
     batch = result.batch if result.batch > 0 else 1
     samples = np.asarray(result.samples_s, dtype=float) / batch
     return samples[np.isfinite(samples) & (samples > 0)]

@@ -15,6 +15,7 @@ Layout (ready for GitHub Pages; ``.nojekyll`` keeps Pages from filtering files):
     SITE/index.html
     SITE/latest/index.html, report.html, report.md      the newest run
     SITE/runs/<run>/report.html, report.md               every run
+    SITE/runs/<run>/results.csv, results.json            and its measurements (``reports.export``)
     SITE/runs/<run>/hosts/<name>/report.html, report.md  each machine of a run on several machines
     SITE/machines/<cpu>-<fingerprint>.html               history for one machine
 """
@@ -47,6 +48,7 @@ from .cells import (
     row_sort_key,
 )
 from .compare import Speedup, compare_samples
+from .export import CSV_NAME, JSON_NAME, write_exports
 from .html import render_template
 from .load import FINGERPRINT_KEY, HOSTS_DIR, Run, host_dir_name, load_run
 from .render import HTML_NAME, MARKDOWN_NAME, write_reports
@@ -68,6 +70,14 @@ class SiteRun:
     @property
     def href(self) -> str:
         return f"runs/{self.slug}/{HTML_NAME}"
+
+    @property
+    def csv_href(self) -> str:
+        return f"runs/{self.slug}/{CSV_NAME}"
+
+    @property
+    def json_href(self) -> str:
+        return f"runs/{self.slug}/{JSON_NAME}"
 
     @property
     def machines_text(self) -> str:
@@ -203,6 +213,8 @@ def publish_site(run_dirs: list[Path], site_dir: Path) -> Path:
         if i == 0:
             targets.append((site_dir / "latest", "../index.html"))
         write_reports(site_run.run, targets)
+        for directory, _ in targets:  # the same rows as ``runner export``, beside the page
+            write_exports(site_run.run, directory)
     if site_runs:
         shutil.copyfile(site_dir / "latest" / HTML_NAME, site_dir / "latest" / "index.html")
     machines = [build_machine(m) for m in group_machines(site_runs)]

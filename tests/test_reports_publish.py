@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from frameworks.result import Result
-from reports import publish_site
+from reports import load_run, publish_site
 from reports.compare import Speedup
+from reports.export import render
 from reports.publish import MARKER, classify, machine_slug, slug, unique_slugs
 from tests.fixtures.make_report_fixtures import (
     CPU_A,
@@ -65,6 +66,8 @@ def test_site_layout(site: Path) -> None:
         assert (site / "runs" / name / "report.html").is_file()
         assert (site / "runs" / name / "report.md").is_file()
     assert (site / "latest" / "index.html").is_file() and (site / "latest" / "report.md").is_file()
+    for directory in [site / "latest", *(site / "runs" / name for name in ALL_RUNS)]:  # `runner export`'s files
+        assert (directory / "results.csv").is_file() and (directory / "results.json").is_file()
     assert (site / ".nojekyll").exists() and (site / MARKER).exists()
     assert sorted(p.name for p in (site / "machines").iterdir()) == sorted(
         f"{name}.html" for name in (SLUG_A, SLUG_B, SLUG_EAST, SLUG_WEST)
@@ -86,6 +89,20 @@ def test_index_lists_runs_newest_first_per_machine(site: Path) -> None:
     assert 'href="runs/fixture-a3/report.html"' in a
     assert 'href="latest/index.html"' in html
     assert "<th>Launcher</th>" in html and "<td>docker</td>" in a  # schema 1's backend, read as the launcher
+
+
+@pytest.mark.slow  # publishes several full reports
+def test_each_run_is_exported_beside_its_page(site: Path) -> None:
+    """results.csv and results.json are ``runner export``'s output for the run, linked from the index."""
+    for name in ALL_RUNS:
+        run = load_run(RUNS / name)
+        for file_name, fmt in (("results.csv", "csv"), ("results.json", "json")):
+            assert (site / "runs" / name / file_name).read_text(encoding="utf-8") == render(run, fmt)
+    latest = site / "latest"
+    assert (latest / "results.json").read_text() == (site / "runs" / "fixture-a3" / "results.json").read_text()
+    assert len(json.loads((latest / "results.json").read_text())) == len(load_run(RUNS / "fixture-a3").results)
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert '<a href="runs/fixture-a3/results.csv">CSV</a> · <a href="runs/fixture-a3/results.json">JSON</a>' in index
 
 
 @pytest.mark.slow  # publishes several full reports

@@ -25,7 +25,7 @@ from ..rundir import RunDirError
 from .common import EXIT_ENGINE_LOST, EXIT_INTERRUPTED, EXIT_USAGE, log
 
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # one line, not a traceback
-COMMANDS = ("list", "build", "base-image", "venv", "compose", "matrix", "report", "publish")
+COMMANDS = ("list", "build", "base-image", "venv", "compose", "matrix", "report", "publish", "compare", "export")
 
 
 class _Parser(argparse.ArgumentParser):
