@@ -110,6 +110,15 @@ def missing_dataset(config: ScenarioConfig, model: str) -> str | None:
     return None
 
 
+def missing_weights(config: ScenarioConfig, model: str) -> str | None:
+    """Why the committed trained weights the cell asks for cannot be read here (one line), or None: a
+    cell asked for trained weights never runs the seeded ones in their place."""
+    from .trained import trained_missing
+
+    resolved = config.resolve(MODELS[model], len(os.sched_getaffinity(0)))
+    return trained_missing(model) if getattr(resolved, "weights", None) == "trained" else None
+
+
 def set_thread_env(threads: int) -> int:
     threads = thread_count(threads)
     for name in THREAD_ENV:
@@ -174,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [(cell, point) for cell, point in pairs if FRAMEWORKS[cell[0]].runs_mode(cell[2], point.name)]
     for (framework, model, mode), point in pairs:
         request = CellRequest(framework, model, mode, args.device, threads, args.seed, point)
-        missing = missing_dataset(config, model)
+        missing = missing_weights(config, model) or missing_dataset(config, model)
         if missing:
             print(f"error: {missing}", file=sys.stderr)
             return 2

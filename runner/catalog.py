@@ -18,9 +18,10 @@ import tomllib
 from frameworks.backends.registry import DEVICES, FRAMEWORKS
 
 from .base_image import DEFAULT_RELEASE, RELEASES
+from .source import SOURCE_ROOT, frameworks_files, repo_path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CATALOG_PATH = REPO_ROOT / "docker" / "catalog.toml"
+REPO_ROOT = SOURCE_ROOT  # where ``python -m frameworks...`` resolves: the checkout, or an install's site-packages
+CATALOG_PATH = repo_path("docker/catalog.toml")  # the checkout's, or the copy an installed wheel carries
 CATALOG_SCHEMA = 1
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -49,20 +50,26 @@ class ImageSpec:
     def spec_hash(self) -> str:
         """Hash of this entry plus the files baked into the image: a changed hash means rebuild."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
-        for path in sorted(baked_files(self)):
-            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        for name, path in sorted(baked_sources(self).items()):
+            digest.update(name.encode())
             digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
 
 
-def baked_files(image: ImageSpec) -> list[Path]:
-    """The repository files an image is built from: its Dockerfile and ``frameworks/`` (no bytecode).
+def baked_sources(image: ImageSpec) -> dict[str, Path]:
+    """The repository files an image is built from, {repository-relative name: path}: its Dockerfile and
+    ``frameworks/`` (no bytecode).
 
-    The build context (``runner.images.context``) holds exactly these, so the hash covers what is baked in.
+    The build context (``runner.images.context``) holds exactly these under these names, so the hash covers
+    what is baked in, and is the same from a checkout and from a wheel built from it.
     """
-    files = [REPO_ROOT / image.dockerfile]
-    files += [p for p in (REPO_ROOT / "frameworks").rglob("*") if "__pycache__" not in p.parts and p.suffix != ".pyc"]
-    return [p for p in files if p.is_file()]
+    files = {image.dockerfile: repo_path(image.dockerfile), **frameworks_files()}
+    return {name: path for name, path in files.items() if path.is_file()}
+
+
+def baked_files(image: ImageSpec) -> list[Path]:
+    """The paths of ``baked_sources``."""
+    return list(baked_sources(image).values())
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,10 @@ class Variant:
     # The exact error of the attempt to make this variant, when it cannot be made here (a package with
     # no build for the image's Python): the variant stays in the matrix, its cells skipped with it.
     unavailable: str | None = None
+    # Modes the quick and default presets leave out (too slow to time on every run, e.g. TVM untuned): only
+    # ``--modes`` naming them or ``--preset full`` plans them. Each is one of ``modes``.
+    opt_in_modes: tuple[str, ...] = ()
+    best_mode_declared: str | None = None  # the catalog's ``best_mode``; ``best_mode`` says what it defaults to
 
     @property
     def framework(self) -> str:
@@ -82,6 +93,17 @@ class Variant:
     @property
     def device(self) -> str:
         return self.image.device
+
+    @property
+    def default_modes(self) -> tuple[str, ...]:
+        """The modes the default preset times: every mode but the opt-in ones."""
+        return tuple(m for m in self.modes if m not in self.opt_in_modes)
+
+    @property
+    def best_mode(self) -> str:
+        """The one mode the quick preset times: the catalog's ``best_mode`` (the mode this framework's users
+        would deploy: its fastest verified one), else the first of the default modes."""
+        return self.best_mode_declared or (self.default_modes or self.modes)[0]
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -185,7 +207,7 @@ def _image(name: str, t: dict[str, Any], defaults: dict[str, Any], where: str) -
         if "==" not in req:
             raise CatalogError(f"{at}: requirement {req!r} is not pinned (use ==)")
     dockerfile = _require(t, "dockerfile", at)
-    if not (REPO_ROOT / dockerfile).is_file():
+    if not repo_path(dockerfile).is_file():
         raise CatalogError(f"{at}: dockerfile {dockerfile!r} not found")
     release, python = _release(t, defaults, at)
     return ImageSpec(
@@ -219,7 +241,7 @@ def _release(t: dict[str, Any], defaults: dict[str, Any], at: str) -> tuple[str,
 
 def _variant(name: str, t: dict[str, Any], images: dict[str, ImageSpec], where: str) -> Variant:
     at = f"{where}: variants.{name}"
-    extra = sorted(set(t) - {"image", "modes", "env", "unavailable"})
+    extra = sorted(set(t) - {"image", "modes", "env", "unavailable", "opt_in_modes", "best_mode"})
     if extra:
         raise CatalogError(f"{at}: unknown key(s) {', '.join(extra)}")
     image_name = _require(t, "image", at)
@@ -238,4 +260,21 @@ def _variant(name: str, t: dict[str, Any], images: dict[str, ImageSpec], where: 
     unavailable = t.get("unavailable")
     if unavailable is not None and not (isinstance(unavailable, str) and unavailable.strip()):
         raise CatalogError(f"{at}.unavailable must be the attempt's error, a non-empty string")
-    return Variant(name, image, modes, _string_map(t.get("env", {}), f"{at}.env"), unavailable)
+    opt_in = _strings(t.get("opt_in_modes", []), f"{at}.opt_in_modes")
+    _check_modes(opt_in, modes, f"{at}.opt_in_modes")
+    if opt_in and set(opt_in) >= set(modes):
+        raise CatalogError(f"{at}.opt_in_modes: every mode is opt-in; the default matrix needs at least one")
+    best = t.get("best_mode")
+    if best is not None:
+        if not isinstance(best, str):
+            raise CatalogError(f"{at}.best_mode must be a string")
+        _check_modes((best,), tuple(m for m in modes if m not in opt_in), f"{at}.best_mode")
+    env = _string_map(t.get("env", {}), f"{at}.env")
+    return Variant(name, image, modes, env, unavailable, opt_in, best)
+
+
+def _check_modes(chosen: tuple[str, ...], modes: tuple[str, ...], where: str) -> None:
+    """Each chosen mode must be one of ``modes`` (which the framework's modes already vouch for)."""
+    for mode in chosen:
+        if mode not in modes:
+            raise CatalogError(f"{where}: {mode!r} is not one of the variant's modes ({', '.join(modes)})")

@@ -15,11 +15,12 @@ from typing import Any
 from frameworks.compose_entry import USER_ENV
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIO_ENV
 
-from .catalog import REPO_ROOT, Catalog, Variant
+from .catalog import Catalog, Variant
 from .docker_launcher import PIDS_LIMIT
 from .images import catalog_build_args
+from .source import repo_path
 
-COMPOSE_PATH = REPO_ROOT / "docker-compose.yml"
+COMPOSE_PATH = repo_path("docker-compose.yml")  # an installed wheel carries a copy: it checks, never writes
 RESULTS = "/results"
 HEADER = """\
 # Generated from docker/catalog.toml by runner/compose.py (python -m runner compose): do not edit.

@@ -4,9 +4,10 @@ One virtualenv per catalog image (variants sharing an image share it; the varian
 still applies per cell) under ``$DLBENCH_CACHE/venvs/<image>`` (default ``~/.cache/dlbench``),
 holding the image's pinned requirements, installed by the host's pip (its configuration applies).
 Each cell runs the same ``python -m frameworks.predict`` as the containers, from the repository
-root, in a subprocess of its own session pinned to the cpuset and killed (with its children) at
-the timeout. There is no memory limit: ``RLIMIT_AS`` counts reserved address space, which JIT
-frameworks reserve by the gigabyte, so it would fail healthy cells; run.json says so.
+root (an installed wheel: from a copy of ``frameworks/`` alone, ``runner.source.cell_root``), in a
+subprocess of its own session pinned to the cpuset and killed (with its children) at the timeout.
+There is no memory limit: ``RLIMIT_AS`` counts reserved address space, which JIT frameworks reserve
+by the gigabyte, so it would fail healthy cells; run.json says so.
 
 A marker file records the hash of what the venv was built from (the pins and the interpreter):
 a changed pin rebuilds it. It is not the image's spec hash, which also covers ``frameworks/``;
@@ -32,7 +33,7 @@ from typing import IO
 from frameworks.environment import THREAD_ENV
 from frameworks.result import Result
 
-from .catalog import REPO_ROOT, CatalogError, ImageSpec, Variant, load_catalog
+from .catalog import CatalogError, ImageSpec, Variant, load_catalog
 from .cell import Cell
 from .exclusive import ENV_DEADLINE, ENV_RUN, ENV_RUNNER, WAIT_POLL_S, Tags, deadline, parse_deadline, runner_id
 from .interpret import interpret, runner_result
@@ -40,6 +41,7 @@ from .launcher import OUTPUT_MAX_BYTES, Log, Prepared
 from .limits import parse_cpuset
 from .paths import cache_dir, inputs_root
 from .settings import Settings
+from .source import cell_root
 
 GENERIC_DOCKERFILE = "docker/Dockerfile"
 MARKER = ".dlbench-venv.json"
@@ -249,7 +251,7 @@ class LocalLauncher:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
                 proc = subprocess.Popen(
-                    command, cwd=REPO_ROOT, env=cell_env(cell, settings, image_id, self.run_id), stdout=out,
+                    command, cwd=cell_root(), env=cell_env(cell, settings, image_id, self.run_id), stdout=out,
                     stderr=err, start_new_session=True, preexec_fn=lambda: os.sched_setaffinity(0, cpus),
                 )  # fmt: skip
             except OSError as exc:

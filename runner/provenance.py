@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .catalog import REPO_ROOT
+from .source import built_commit, installed
 
 PROJECT = "dlbench-matrix"
 NOT_A_CHECKOUT = "not a git checkout"
@@ -22,7 +23,13 @@ def project_version() -> str | None:
 
 
 def project_commit(root: Path = REPO_ROOT) -> str:
-    """The checkout's commit, ``+dirty`` when tracked files differ from it; ``NOT_A_CHECKOUT`` elsewhere."""
+    """The checkout's commit, ``+dirty`` when tracked files differ from it; ``NOT_A_CHECKOUT`` elsewhere.
+
+    An installed wheel says the commit it was built from: asking git there would name whatever repository
+    happens to hold the environment (a venv inside some clone), not the code that runs.
+    """
+    if root == REPO_ROOT and installed():
+        return built_commit() or NOT_A_CHECKOUT
     try:
         head = _git(root, "rev-parse", "HEAD")
         dirty = _git(root, "status", "--porcelain", "--untracked-files=no")

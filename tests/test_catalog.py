@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import tomllib
 
-import runner.catalog as catalog_module
+import runner.source as source_module
 from frameworks.backends.registry import DEVICES, FRAMEWORKS
 from runner.catalog import CATALOG_PATH, CatalogError, ImageSpec, load_catalog, parse_catalog
 
@@ -149,7 +149,7 @@ def test_spec_hash_covers_the_dockerfile_and_frameworks(tmp_path: Path, monkeypa
     dockerfile.write_text("FROM scratch\n", encoding="utf-8")
     module = tmp_path / "frameworks" / "predict.py"
     module.write_text("x = 1\n", encoding="utf-8")
-    monkeypatch.setattr(catalog_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(source_module, "SOURCE_ROOT", tmp_path)
     image = ImageSpec("x", "docker/Dockerfile", "numpy", "cpu", ("numpy==2.4.6",))
     first = image.spec_hash()
     (tmp_path / "frameworks" / "__pycache__" / "predict.cpython-311.pyc").write_bytes(b"\0")

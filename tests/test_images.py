@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 import runner.images as images_module
-import runner.images.dockerfile as dockerfile_module
 import runner.images.pip as pip_module
 import runner.images.resolve as resolve_module
+import runner.source as source_module
 from runner.base_image import (
     BASE_TAG,
     LABEL_TAR_SHA,
@@ -243,7 +243,7 @@ def test_final_stage_sees_no_build_inputs(dockerfile: str) -> None:
 def _with_dockerfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, **changes: Any) -> ImageSpec:
     (tmp_path / "docker").mkdir(exist_ok=True)
     (tmp_path / "docker" / "Dockerfile").write_text(text, encoding="utf-8")
-    monkeypatch.setattr(dockerfile_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(source_module, "SOURCE_ROOT", tmp_path)
     return dataclasses.replace(CATALOG.images["numpy-openblas"], **changes)
 
 

@@ -49,11 +49,36 @@ class Manifest:
     facts: dict[str, Any]
 
 
+class TrainedMissing(RuntimeError):
+    """Committed trained weights that are not where the package keeps them: one line, never the seeded
+    weights in their place (a cell asked for trained weights measures them, or fails saying why)."""
+
+
 def has_trained(model: str) -> bool:
-    return model in FILES and (HERE / f"{FILES[model]}.json").is_file()
+    """Whether the project has committed trained weights for ``model``; whether they are here is
+    ``trained_missing``'s question (a missing file is an error, not a model without trained weights)."""
+    return model in FILES
+
+
+def trained_missing(model: str) -> str | None:
+    """Why ``model``'s committed trained weights cannot be read here (one line), or None."""
+    if model not in FILES:
+        return None
+    path = HERE / f"{FILES[model]}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path = HERE / str(data["file"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"the trained weights of {model} are not readable: {path}: {getattr(exc, 'strerror', None) or exc}"
+    if not path.is_file():
+        return f"the trained weights of {model} are not readable: {path}: No such file or directory"
+    return None
 
 
 def manifest(model: str) -> Manifest:
+    problem = trained_missing(model)
+    if problem:
+        raise TrainedMissing(problem)
     stem = FILES[model]
     data = json.loads((HERE / f"{stem}.json").read_text(encoding="utf-8"))
     return Manifest(model, HERE / data["file"], str(data["sha256"]), str(data["command"]), dict(data))

@@ -1,4 +1,5 @@
-"""``python -m runner``: one module per subcommand, in the style of asv's ``commands/``.
+"""``python -m runner`` and the ``dlbench`` console script: one module per subcommand, in the style of
+asv's ``commands/``.
 
 Each module has ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Bad input (an
 unknown variant, model or scenario, a malformed catalog or run directory, no Docker engine where
@@ -25,6 +26,8 @@ from ..rundir import RunDirError
 from .common import EXIT_ENGINE_LOST, EXIT_INTERRUPTED, EXIT_USAGE, log
 
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # one line, not a traceback
+PROG = "python -m runner"
+CONSOLE_PROG = "dlbench"  # pyproject's [project.scripts]: help and errors name what the user typed
 COMMANDS = ("list", "build", "base-image", "venv", "compose", "matrix", "report", "publish", "compare", "export")
 
 
@@ -37,8 +40,8 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m runner", description="Build the variant images and run the benchmark matrix.")
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Build the variant images and run the benchmark matrix.")
     parser.add_argument("--catalog", type=Path, default=CATALOG_PATH, help="the variant catalog (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
@@ -47,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def console() -> int:
+    """The ``dlbench`` console script: ``python -m runner``'s commands under the name the user typed."""
+    return main(prog=CONSOLE_PROG)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     from ..engine import EngineLost, EngineUnavailable
 
     try:

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ..catalog import REPO_ROOT, ImageSpec, baked_files
+from ..catalog import ImageSpec, baked_sources
+from ..source import repo_path
 from .pip import PipSettings, matching_wheels
 
 LABEL_HASH = "dlbench.spec-hash"
@@ -62,8 +63,8 @@ def image_labels(image: ImageSpec, base_image: str, base_id: str | None) -> dict
 
 def context_files(image: ImageSpec) -> dict[str, Path]:
     """Repository files the Dockerfile copies, {name in the context: path}: the files the spec hash covers."""
-    files = {p.relative_to(REPO_ROOT).as_posix(): p for p in baked_files(image)}
-    readme = REPO_ROOT / EXTRAS_DIR / "README.md"
+    files = baked_sources(image)
+    readme = repo_path(f"{EXTRAS_DIR}/README.md")
     if readme.is_file():
         files[f"{EXTRAS_DIR}/README.md"] = readme
     return files

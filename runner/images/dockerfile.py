@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..catalog import REPO_ROOT, ImageSpec
+from ..catalog import ImageSpec
+from ..source import repo_path
 from .errors import ImageValidationError
 
 
@@ -96,7 +97,7 @@ def check_dockerfile(image: ImageSpec, args: dict[str, str]) -> Dockerfile:
     stage is a fresh base that takes only ``/opt/venv`` from the build stage."""
     where = f"{image.name}: {image.dockerfile}"
     try:
-        parsed = parse_dockerfile((REPO_ROOT / image.dockerfile).read_text(encoding="utf-8"))
+        parsed = parse_dockerfile(repo_path(image.dockerfile).read_text(encoding="utf-8"))
         for stage in parsed.stages:
             render_base(stage, args, parsed.global_args)
     except ImageValidationError as exc:
