@@ -753,7 +753,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint in (Stats, Environment, Measurement, Machine, Epoch, Training, Transformed, Peak, GemmPoint):
+    if hint in (Stats, Environment, Measurement, Machine, Epoch, Training, Transformed, Peak, GemmPoint, Resume):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
         return _build(hint, value, where)
@@ -781,6 +781,16 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """One ``--resume`` of a run (run.json's ``resumes``): a session of its own, so that the run's
+    ``started_at``/``finished_at`` keep describing the original run, however late it was finished."""
+
+    started_at: str  # ISO 8601, UTC
+    finished_at: str | None = None  # None while it runs, or when it was interrupted in turn
+    cells: int = 0  # the results it recorded: the cells that had no line, and those the engine took
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """``RUN_DIR/run.json``: what the whole run was, written by the runner, read by the reports.
 
@@ -804,6 +814,7 @@ class RunInfo:
     peak: Peak | None = None  # how the peak was measured (schema 6)
     project_version: str | None = None  # this project's version, and its git commit ("not a git checkout")
     project_commit: str | None = None
+    resumes: tuple[Resume, ...] = ()  # every --resume of the run, oldest first (a run.json without: none)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False, indent=2)

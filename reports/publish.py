@@ -234,10 +234,21 @@ def publish_site(run_dirs: list[Path], site_dir: Path) -> Path:
     return index
 
 
+def site_problem(site_dir: Path) -> str | None:
+    """Why publish must not write into ``site_dir``, or None: a file, or a non-empty directory without the
+    marker every publish leaves (``MARKER``), i.e. one this command did not make."""
+    if site_dir.exists() and not site_dir.is_dir():
+        return f"{site_dir}: a file, not a directory"
+    if site_dir.is_dir() and any(site_dir.iterdir()) and not (site_dir / MARKER).exists():
+        return f"{site_dir}: not empty and not a site this command made ({MARKER} missing); choose an empty directory"
+    return None
+
+
 def prepare_site(site_dir: Path) -> None:
     """Create the directory, or clear what an earlier publish wrote there (and nothing else)."""
-    if site_dir.exists() and any(site_dir.iterdir()) and not (site_dir / MARKER).exists():
-        raise ValueError(f"{site_dir}: not empty and not a site this command made; choose an empty directory")
+    problem = site_problem(site_dir)
+    if problem is not None:
+        raise ValueError(problem)
     site_dir.mkdir(parents=True, exist_ok=True)
     for name in OWNED:
         path = site_dir / name

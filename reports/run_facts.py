@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from frameworks.backends.registry import INT8_KERNELS, SPARSE_KERNELS
-from frameworks.result import Environment, Result, RunInfo
+from frameworks.result import Environment, Result, Resume, RunInfo
 from frameworks.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 from . import fmt
@@ -79,6 +79,8 @@ def run_facts(run: Run) -> list[Fact]:
     duration = _duration(info.started_at, info.finished_at)
     if duration is not None:
         facts.append(Fact("Duration", duration))
+    if info.resumes:  # each a session of its own: the run's own start, finish and duration stay the original's
+        facts.append(Fact("Resumed", "; ".join(map(resume_text, info.resumes))))
     if run.several:
         engines = [f"{h.host_name} {h.info.docker_version}" for h in run.hosts if h.info and h.info.docker_version]
         facts.append(Fact("Docker engines", ", ".join(engines) or "—"))
@@ -96,6 +98,13 @@ def _duration(start: str, end: str | None) -> str | None:
         return None
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def resume_text(resume: Resume) -> str:
+    """One resume: when it started, how many cells it recorded, how long it took."""
+    took = _duration(resume.started_at, resume.finished_at)
+    tail = f"{resume.cells} cells in {took}" if took is not None else "not finished (interrupted?)"
+    return f"{resume.started_at}: {tail}"
 
 
 def _parse_time(text: str) -> datetime:

@@ -74,6 +74,15 @@ class Eta:
             return None
         return sum(self._estimate(c) for c in remaining)
 
+    def recorded(self, cell: Cell) -> tuple[float, str] | None:
+        """The cell's wall before any cell of the run has run (a dry run's estimate), with where it comes from:
+        this machine's history, else the reference run's; None when neither has the cell."""
+        own = self.history.get(history_key(cell, self.machine))
+        if own is not None:
+            return own, "this machine's last run of it"
+        shipped = self.reference.get(cell_wall_key(cell))
+        return (shipped, "the reference run's") if shipped is not None else None
+
     def _estimate(self, cell: Cell) -> float:
         own = self.history.get(history_key(cell, self.machine))
         if own is not None:

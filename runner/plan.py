@@ -10,6 +10,7 @@ from frameworks.options import UsageError
 
 from .catalog import Variant
 from .cell import Cell
+from .presets import excluded, planned_modes
 from .settings import Settings
 
 
@@ -26,7 +27,8 @@ def check_models(names: Iterable[str]) -> list[str]:
 
 def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
     """Scenario by scenario (every latency cell first), then variant by variant (its image warm in the
-    page cache), each model, each mode; each cell's config resolved for its model and the cpuset."""
+    page cache), each model, each mode; each cell's config resolved for its model and the cpuset. The modes
+    are the preset's or ``--modes``'s (``presets.planned_modes``), less the cells ``--exclude`` names."""
     variants = list(variants)
     cells = []
     points = settings.points()
@@ -38,7 +40,8 @@ def plan(variants: Iterable[Variant], settings: Settings) -> list[Cell]:
                     continue  # a model the scenario does not run (the train scenario: all but LeNet-5)
                 modes = resolved.modes(FRAMEWORKS[v.framework])  # the train scenario: the modes it trains in
                 info = FRAMEWORKS[v.framework]
+                chosen = [m for m in planned_modes(v, settings.preset, settings.modes) if m in modes]
                 for point in (p for p in points if resolved.runs_transform(p.name)):
                     cells += [Cell(v, mode, model, scenario, resolved, transform=point)
-                              for mode in v.modes if mode in modes and info.runs_mode(mode, point.name)]  # fmt: skip
-    return cells
+                              for mode in chosen if info.runs_mode(mode, point.name)]  # fmt: skip
+    return [c for c in cells if not excluded(c, settings.exclude)]

@@ -13,11 +13,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from frameworks.result import RESULTS_FILE, RUN_FILE, BadLine, Result, RunInfo, append_jsonl, parse_results_jsonl
+from frameworks.result import (
+    RESULTS_FILE,
+    RUN_FILE,
+    BadLine,
+    Result,
+    Resume,
+    RunInfo,
+    append_jsonl,
+    parse_results_jsonl,
+    utc_now,
+)
 
 
 class RunDirError(ValueError):
@@ -122,3 +132,29 @@ def read_run_info(run_dir: Path) -> RunInfo:
         return RunInfo.from_dict(data)
     except ValueError as exc:
         raise RunDirError(f"{path}: {exc}") from None
+
+
+def resumed(info: RunInfo, stopped_at: str | None) -> RunInfo:
+    """run.json as a ``--resume`` starts: the run's own timing kept, this session added to ``resumes``.
+
+    ``started_at``/``finished_at`` describe the original run (a resume an hour later must not stretch its
+    duration by an hour). An original run that was interrupted never wrote its ``finished_at``: it ended
+    when its last cell was recorded (``stopped_at``), else it ended as it started.
+    """
+    finished = info.finished_at or stopped_at or info.started_at
+    return replace(info, finished_at=finished, resumes=(*info.resumes, Resume(started_at=utc_now())))
+
+
+def session_finished(info: RunInfo, cells: int) -> RunInfo:
+    """run.json as a session ends: a new run's ``finished_at``, or the latest resume's finish and cell count."""
+    if not info.resumes:
+        return replace(info, finished_at=utc_now())
+    last = replace(info.resumes[-1], finished_at=utc_now(), cells=cells)
+    return replace(info, resumes=(*info.resumes[:-1], last))
+
+
+def last_recorded(run_dir: Path) -> str | None:
+    """When the run's last result was recorded (its own, or any machine's under ``hosts/``), or None."""
+    stamps = [r.finished_at for d in (run_dir, *sorted(run_dir.glob("hosts/*"))) for r in load_results(d).results
+              if r.finished_at is not None]  # fmt: skip
+    return max(stamps, default=None)

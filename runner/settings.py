@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ from frameworks.transforms import TransformPoint
 
 from .cell import Cell
 from .limits import parse_cpuset
+from .presets import DEFAULT, EVERY_MODE
 
 DEFAULT_MEMORY = "8g"
 POINT_TIMEOUT = "point_timeout"  # a sweep's per-point limit: the runner's --timeout, per measurement
@@ -39,6 +41,9 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT_S
     seed: int = 0
     out: str = "runs"
+    preset: str = DEFAULT.name  # which modes each variant times (``presets.planned_modes``) unless ``modes`` says
+    modes: tuple[str, ...] = ()  # --modes: exactly these modes of each variant, opt-in ones included
+    exclude: tuple[str, ...] = ()  # --exclude: patterns of the cells left out (``presets.excluded``)
 
     def __post_init__(self) -> None:
         self.configs()  # bad options are a UsageError now, not in the middle of a run
@@ -96,7 +101,14 @@ class Settings:
     def command(self, hosts: Iterable[Any] = ()) -> str:
         """The command that reproduces this run (launcher resolved, every default spelled out; the hosts by
         name and URL, never their TLS paths)."""
-        args = ["python", "-m", "runner", "matrix", "--variants", *self.variants, "--models", *self.models]
+        args = ["python", "-m", "runner", "matrix"]
+        if self.preset != EVERY_MODE:
+            args += ["--preset", self.preset]
+        args += ["--variants", *self.variants, "--models", *self.models]
+        if self.modes:
+            args += ["--modes", *self.modes]
+        if self.exclude:
+            args += ["--exclude", *self.exclude]
         named = [f"{h.name}={h.public_url}" for h in hosts]
         if named:
             args += ["--hosts", *named]
@@ -128,6 +140,9 @@ class Settings:
             "seed": str(self.seed),
             "out": self.out,
             "isolation": ISOLATION[self.launcher],
+            "preset": self.preset,
+            "modes": " ".join(self.modes),
+            "exclude": json.dumps(list(self.exclude)),  # a label glob may hold spaces
         }
 
     @classmethod
@@ -135,7 +150,8 @@ class Settings:
         """Back from run.json; a missing or malformed entry raises ``ValueError`` naming it.
 
         Runs from before the scenario axis stored iterations, warmup, min_time and batch: they
-        come back as the latency scenario's options.
+        come back as the latency scenario's options. Runs from before presets planned every mode of
+        each variant: they come back with the preset that does (``EVERY_MODE``).
         """
         try:
             scenarios = tuple(data.get("scenarios", DEFAULT_SCENARIO).split())
@@ -160,6 +176,9 @@ class Settings:
                 timeout=float(data["timeout"]),
                 seed=int(data.get("seed", "0")),
                 out=data.get("out", "runs"),
+                preset=data.get("preset", EVERY_MODE),
+                modes=tuple(data.get("modes", "").split()),
+                exclude=_patterns(data.get("exclude", "[]")),
             )
         except KeyError as exc:
             raise ValueError(f"settings.{exc.args[0]} is missing") from None
@@ -172,6 +191,14 @@ ISOLATION = {
     "read-only root filesystem, tmpfs /tmp",
     "local": "one subprocess per cell in the image's virtualenv: pinned CPU affinity, no memory limit",
 }
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    """run.json's ``exclude``: a JSON list of strings (``ValueError`` otherwise)."""
+    patterns = json.loads(text)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ValueError("exclude must be a JSON list of strings")
+    return tuple(patterns)
 
 
 def _num(value: float) -> str:

@@ -31,7 +31,7 @@ from .paths import history_path
 from .peak import measure_host_peak, parse_peak, peak_note
 from .provenance import provenance
 from .run_loop import UNREACHABLE, MatrixRun
-from .rundir import append_result, write_run_info
+from .rundir import append_result, last_recorded, resumed, session_finished, write_run_info
 from .settings import Settings
 
 RECONNECT_ATTEMPTS = 3
@@ -121,7 +121,7 @@ def _work(job: HostJob, stop: threading.Event | None) -> None:
                 _fail_remaining(job, _left(job, cells), ENGINE_LOST, info.host)
                 break
             matrix = replace(matrix, done={*matrix.done, *_keys(job)}, finished=[])
-    write_run_info(job.run_dir, replace(info, finished_at=utc_now()))
+    write_run_info(job.run_dir, session_finished(info, len(job.results)))
 
 
 def _left(job: HostJob, cells: list[Cell]) -> list[Cell]:
@@ -192,9 +192,7 @@ def start_info(job: HostJob, launcher: Launcher, prepared: Prepared) -> RunInfo:
         changed = [v for v, i in prepared.ids.items() if old.images.get(v) not in (None, i)]
         if changed:
             job.log(f"resume: warning: the image of {', '.join(changed)} changed since the run started")
-        resumes = str(int(old.settings.get("resumes", "0")) + 1)
-        return replace(old, images={**old.images, **prepared.ids}, finished_at=None,
-                       settings={**old.settings, "resumes": resumes})  # fmt: skip
+        return resumed(replace(old, images={**old.images, **prepared.ids}), last_recorded(job.run_dir))
     started = utc_now()
     if job.probe:
         host, peak, note = probe_host(launcher, prepared, job.settings, job.no_peak)

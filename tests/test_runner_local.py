@@ -166,11 +166,16 @@ def test_interrupted_matrix_resumes_without_redoing_cells(openblas_python: Path,
     results = load_results(run_dir).results
     assert [r.model for r in results] == ["lenet5", "mobilenet_v1"]
     assert results[1].status == "ok" and len(results[1].samples_s) == 2
-    assert read_run_info(run_dir).settings["resumes"] == "1" and read_run_info(run_dir).finished_at
+    after = read_run_info(run_dir)  # the interrupted run's own timing: it stopped when its one cell was recorded
+    assert after.started_at == info["started_at"] and after.finished_at == lenet.finished_at
+    assert [r.cells for r in after.resumes] == [1] and after.resumes[0].finished_at
 
     again = runner("matrix", "--resume", str(run_dir))
     assert again.returncode == 0 and "2 cells (2 already done)" in again.stderr
     assert (run_dir / "results.jsonl").read_bytes() == data
+    last = read_run_info(run_dir)
+    assert (last.started_at, last.finished_at) == (after.started_at, after.finished_at)
+    assert [r.cells for r in last.resumes] == [1, 0]
 
 
 def test_a_whole_matrix_never_imports_a_framework_in_the_runner(openblas_python: Path, tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ from ..catalog import Catalog, ImageSpec
 from ..rundir import RunDirError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENGINE_LOST, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# A matrix that measured nothing: every cell skipped, or no cell planned at all (the filters left none). Not 0:
+# a script or CI job must not read an empty matrix as a pass.
+EXIT_NOTHING_RAN = 4
 
 
 def log(message: str) -> None:

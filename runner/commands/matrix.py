@@ -2,7 +2,8 @@
 
 Every build finishes before the first cell is timed (never time while building). ``--resume
 RUN_DIR`` finishes an interrupted run with the settings run.json recorded, redoing exactly the
-cells whose key has no result line.
+cells whose key has no result line. ``--preset`` and the filters choose the cells
+(``runner.presets``); ``--dry-run`` shows them, the images to build and the time, and runs nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,23 +38,57 @@ from ..launcher import Launcher
 from ..limits import check_cpuset, default_cpuset, memory_bytes
 from ..paths import history_path
 from ..plan import check_models, plan
+from ..presets import PRESETS, check_excludes, check_frameworks, check_modes, get_preset, preset_variants
 from ..run_loop import MatrixRun, ResultsUnwritable, finished_keys
-from ..rundir import RunDirError, load_results, new_run_dir, read_run_info, repair_tail, write_run_info
+from ..rundir import (
+    RunDirError,
+    last_recorded,
+    load_results,
+    new_run_dir,
+    read_run_info,
+    repair_tail,
+    resumed,
+    session_finished,
+    write_run_info,
+)
 from ..settings import DEFAULT_MEMORY, Settings
 from ..worker import RECONNECT_ATTEMPTS, RECONNECT_DELAY_S, HostJob, start_info, work
-from .common import EXIT_ENGINE_LOST, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, log, render
+from .common import (
+    EXIT_ENGINE_LOST,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_RAN,
+    EXIT_OK,
+    EXIT_USAGE,
+    log,
+    render,
+)
 
 HELP = "build what is stale, then run every cell, one at a time"
 # What a resumed run keeps from run.json: given again, these are ignored with a note.
-RUN_FLAGS = ("variants", "models", "scenarios", "cpus", "memory", "timeout", "out")
+RUN_FLAGS = ("preset", "variants", "frameworks", "modes", "exclude", "models", "scenarios", "cpus", "memory", "timeout",
+             "out")  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Defaults are None where --resume must tell "given" from "default" (a resumed run keeps its own).
-    p.add_argument("--variants", nargs="+", metavar="VARIANT", help="default: every variant of the catalog")
-    p.add_argument("--models", nargs="+", metavar="MODEL", help=f"default: {' '.join(MODELS)}")
-    p.add_argument("--scenarios", nargs="+", metavar="SCENARIO",
-                   help=f"what each cell measures: {', '.join(SCENARIOS)} (default: {DEFAULT_SCENARIO})")  # fmt: skip
+    presets = "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+    p.add_argument("--preset", choices=list(PRESETS), help=f"which cells to run (default: default): {presets}; "
+                   "--variants, --models, --scenarios and --modes replace its choice of theirs")  # fmt: skip
+    p.add_argument("--variants", nargs="+", metavar="VARIANT", help="default: the preset's (every variant of the "
+                   "catalog; quick: each framework's first CPU variant)")  # fmt: skip
+    p.add_argument("--models", nargs="+", metavar="MODEL", help=f"default: the preset's ({' '.join(MODELS)}; "
+                   "quick: lenet5 mobilenet_v1)")  # fmt: skip
+    p.add_argument("--scenarios", nargs="+", metavar="SCENARIO", help=f"what each cell measures: "
+                   f"{', '.join(SCENARIOS)} (default: the preset's: {DEFAULT_SCENARIO}; full: all)")  # fmt: skip
+    p.add_argument("--frameworks", nargs="+", metavar="FRAMEWORK", help="only the variants of these frameworks")
+    p.add_argument("--modes", nargs="+", metavar="MODE", help="only these modes of each variant, opt-in modes "
+                   "(the catalog's opt_in_modes) included (default: the preset's)")  # fmt: skip
+    p.add_argument("--exclude", nargs="+", metavar="PATTERN", help="leave out the cells a pattern matches: a glob "
+                   "on the cell's label ('cpu-tvm * vgg16', '*compile*') or FIELD=GLOB on one of its fields "
+                   "(variant, framework, mode, model, scenario)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the cells, the images that would be built and "
+                   "the estimated time; run and build nothing")  # fmt: skip
     launchers = ("auto", "docker", "local")
     launcher_help = "how cells start: auto (default) uses Docker when an engine answers, else local venvs"
     p.add_argument("--launcher", "--backend", dest="launcher", choices=launchers, help=launcher_help)
@@ -84,9 +120,13 @@ def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str, chec
     ``check_cpus``: the cpuset must be this machine's (not in a run on other machines, whose CPUs the
     hosts themselves say).
     """
-    variants = catalog.select(args.variants)
-    models = check_models(args.models or list(MODELS))
-    scenarios = [s.name for s in choose_scenarios(args.scenarios or [DEFAULT_SCENARIO])]
+    preset = get_preset(args.preset or "default")
+    variants = catalog.select(args.variants) if args.variants else preset_variants(preset.name, catalog)
+    if args.frameworks:
+        frameworks = check_frameworks(args.frameworks, catalog)
+        variants = [v for v in variants if v.framework in frameworks]
+    models = check_models(args.models or list(preset.models))
+    scenarios = [s.name for s in choose_scenarios(args.scenarios or list(preset.scenarios))]
     cpus = args.cpus or default_cpuset()
     if check_cpus:
         check_cpuset(cpus)
@@ -95,6 +135,8 @@ def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str, chec
     timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
+    out = args.out or Path("runs")
+    check_out(out)
     return Settings(
         variants=tuple(v.name for v in variants),
         models=tuple(models),
@@ -105,8 +147,20 @@ def new_settings(args: argparse.Namespace, catalog: Catalog, launcher: str, chec
         cpus=cpus,
         memory=memory,
         timeout=timeout,
-        out=str(args.out or Path("runs")),
+        out=str(out),
+        preset=preset.name,
+        modes=check_modes(args.modes, catalog) if args.modes else (),
+        exclude=check_excludes(args.exclude, catalog) if args.exclude else (),
     )
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a directory, or a path one can be made at: a file there (or above it) is bad input."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UsageError(f"--out {out}: {path} is a file, not a directory")
+            return
 
 
 def resumed_settings(args: argparse.Namespace, run_dir: Path, several: bool = False) -> tuple[Settings, RunInfo]:
@@ -148,6 +202,8 @@ def choose_launcher(wanted: str, base_image: str | None) -> Launcher:
 def run(args: argparse.Namespace) -> int:
     if args.reconnect_wait < 0:
         raise UsageError("--reconnect-wait must not be negative")
+    if args.dry_run and (args.resume or args.hosts):
+        raise UsageError("--dry-run plans a new run on this machine: not with --resume or --hosts")
     catalog = load_catalog(args.catalog)
     hosts = parse_hosts(args.hosts) if args.hosts else None
     info: RunInfo | None = None
@@ -161,9 +217,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         settings = new_settings(args, catalog, "auto", check_cpus=hosts is None)
         variants = catalog.select(list(settings.variants))
+        if not plan(variants, settings):
+            log(f"error: no cells to run: {why_no_cells(args)}")
+            return EXIT_NOTHING_RAN
+        if args.dry_run:
+            from ..dry_run import dry_run
+
+            launcher = choose_launcher(args.launcher or "auto", None)
+            print("\n".join(dry_run(plan(variants, settings), settings, launcher)))
+            return EXIT_OK
         if hosts:
             return run_hosts(args, replace(settings, launcher="docker"), variants, hosts, None)
     return run_here(args, settings, variants, info)
+
+
+def why_no_cells(args: argparse.Namespace) -> str:
+    """What left a new run without a cell, in the words of its flags."""
+    given = [f"--{name} {' '.join(getattr(args, name))}" for name in ("frameworks", "variants", "modes", "exclude",
+             "models", "scenarios") if getattr(args, name)]  # fmt: skip
+    if not given:
+        return "the catalog and the preset make none"
+    return f"{', '.join(given)} leave none"
 
 
 def run_here(args: argparse.Namespace, settings: Settings, variants: list[Variant], info: RunInfo | None) -> int:
@@ -214,7 +288,7 @@ def run_here(args: argparse.Namespace, settings: Settings, variants: list[Varian
         return EXIT_USAGE
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    write_run_info(run_dir, replace(info, finished_at=utc_now()))
+    write_run_info(run_dir, session_finished(info, len(results)))
     if not args.no_report:
         render(run_dir, None)
     return _verdict(previous + results, run_dir)
@@ -242,11 +316,11 @@ def run_hosts(
     if old is not None and set(old.hosts) != {h.name for h in hosts}:
         raise UsageError(f"--hosts {' '.join(h.name for h in hosts)}: the run's hosts are {' '.join(old.hosts)}")
     run_dir = args.resume or new_run_dir(Path(settings.out))
-    top = old or RunInfo(
+    top = resumed(old, last_recorded(run_dir)) if old is not None else RunInfo(
         run_id=run_dir.name, command=settings.command(hosts), launcher="docker", started_at=utc_now(),
         host=environment(), settings=settings.to_dict(), hosts={h.name: h.public_url for h in hosts},
     )  # fmt: skip
-    write_run_info(run_dir, replace(top, finished_at=None))
+    write_run_info(run_dir, top)
     log(f"run directory: {run_dir}; hosts: {', '.join(f'{h.name} ({h.public_url})' for h in hosts)}")
     ship = _shipper(args, variants, settings) if args.ship_images else None
     jobs = [_host_job(args, h, run_dir, settings, variants, ship) for h in hosts]
@@ -270,7 +344,7 @@ def run_hosts(
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    write_run_info(run_dir, replace(top, finished_at=utc_now()))
+    write_run_info(run_dir, session_finished(top, sum(len(job.results) for job in jobs)))
     if not args.no_report:
         render(run_dir, None)
     every = [r for job in jobs for r in (*job.previous, *job.results)]
@@ -380,4 +454,19 @@ def _verdict(results: list[Result], run_dir: Path) -> int:
     log(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped: {run_dir / RESULTS_FILE}")
     if unverified:
         log(f"warning: {len(unverified)} cell(s) ran but did not match the reference: {', '.join(unverified)}")
-    return EXIT_FAILED if counts["failed"] else EXIT_OK
+    if counts["failed"]:
+        return EXIT_FAILED
+    if not counts["ok"]:
+        log(f"error: nothing was measured: {nothing_measured(results)}")
+        return EXIT_NOTHING_RAN
+    return EXIT_OK
+
+
+def nothing_measured(results: list[Result]) -> str:
+    """Why a run without a failed or measured cell measured nothing: its skip reasons, the commonest first."""
+    if not results:
+        return "no cell ran"
+    reasons = Counter(r.error or "no reason recorded" for r in results)
+    said = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
+    more = f"; {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+    return f"every one of the {len(results)} cells was skipped ({said}{more})"

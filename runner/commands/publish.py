@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from frameworks.options import UsageError
+
 from ..rundir import read_run_info
 from .common import EXIT_OK
 
@@ -17,9 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reports import publish_site
+    from reports.publish import site_problem
+
+    problem = site_problem(args.site)  # before any page is written: a foreign directory is never touched
+    if problem is not None:
+        raise UsageError(f"--site {problem}")
     for run_dir in args.run_dirs:
         read_run_info(run_dir)
-    from reports import publish_site
 
     print(publish_site(list(args.run_dirs), args.site))
     return EXIT_OK
