@@ -101,6 +101,13 @@ def test_best_modes_are_declared_where_the_first_mode_is_not_the_fastest() -> No
     assert CATALOG.variant("cpu-numpy-openblas").best_mode == "im2col"
 
 
+def test_list_marks_the_best_and_the_opt_in_modes(opt_in_catalog: Path) -> None:
+    from runner.commands.list import modes_text
+
+    assert modes_text(load_catalog(opt_in_catalog).variant("cpu-onnxruntime")) == "session* basic disabled (opt-in)"
+    assert modes_text(CATALOG.variant("cpu-torch")) == "eager jit* compile sparse"
+
+
 # --- presets -----------------------------------------------------------------------------------------------
 
 

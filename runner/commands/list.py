@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..catalog import ImageSpec, load_catalog
+from ..catalog import ImageSpec, Variant, load_catalog
 from .common import EXIT_OK
 
 HELP = "variants, their images' state, the scenarios, the engine, the local venvs"
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         engine = engine_version(client)
     states = {name: _image_state(client, image) for name, image in catalog.images.items()}
     rows = [
-        [v.name, v.framework, v.device, " ".join(v.modes), v.image.tag, f"{v.image.release} {v.image.python}",
+        [v.name, v.framework, v.device, modes_text(v), v.image.tag, f"{v.image.release} {v.image.python}",
          "unavailable" if v.unavailable else states[v.image.name],
          "unsupported" if unsupported(v) else venv_state(v.image)]
         for v in catalog.variants.values()
@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=headers))
     print()
     print(tabulate(scenario_rows(), headers=["scenario", "what it measures", "options (defaults)"]))
+    print(
+        "\n*: the best mode (--preset quick times it, on each framework's first CPU variant); "
+        "(opt-in): only --preset full or --modes naming it plans it"
+    )
     print(f"\nDocker engine: {engine}")
     if client is not None:
         from ..docker_launcher import has_nvidia_runtime
@@ -46,6 +50,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"NVIDIA runtime: {'yes' if has_nvidia_runtime(client) else 'no (CUDA variants are skipped)'}")
         client.close()
     return EXIT_OK
+
+
+def modes_text(variant: Variant) -> str:
+    """The variant's modes, its best one starred, the opt-in ones marked: ``eager jit* compile``,
+    ``default* tuned untuned (opt-in)``."""
+    marks = {variant.best_mode: "*", **{m: " (opt-in)" for m in variant.opt_in_modes}}
+    return " ".join(f"{m}{marks.get(m, '')}" for m in variant.modes)
 
 
 def scenario_rows() -> list[list[str]]:
