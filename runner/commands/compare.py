@@ -22,7 +22,7 @@ from .common import EXIT_FAILED, EXIT_OK, log
 if TYPE_CHECKING:
     from reports.load import Run
 
-HELP = "compare two runs measurement by measurement: ratio, 95% CI, a verdict each, --fail-above for CI"
+HELP = "compare two runs measurement by measurement: ratio, 95%% CI, a verdict each, --fail-above for CI"
 FORMATS = {"plain": "simple", "markdown": "github"}  # tabulate's names
 
 

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
         log(f"{COMPOSE_PATH}: {'current' if current else 'stale (python -m runner compose)'}")
         return EXIT_OK if current else EXIT_FAILED
     if installed():  # the file is the repository's (its build contexts are the checkout): never rewrite site-packages
-        raise UsageError("compose regenerates a checkout's docker-compose.yml; this is an installed copy "
-                         "(--check reads it)")
+        raise UsageError(
+            "compose regenerates a checkout's docker-compose.yml; this is an installed copy (--check reads it)"
+        )
     log(f"{COMPOSE_PATH}: {'written' if write_compose(catalog) else 'already current'}")
     return EXIT_OK
