@@ -196,6 +196,8 @@ def matrix_cell(cell: MatrixCell | None) -> str:
         ]
     if cell.above_peak:
         lines.append(f"⚠ **{escape(cell.above_peak)}**")
+    if cell.tuning:
+        lines.append(f"⚙ {escape(cell.tuning)}")
     lines += [f"⚠ {escape(w)}" for w in cell.warnings]
     return "<br>".join(lines)
 

@@ -31,6 +31,7 @@ class MatrixCell:
     recorded: tuple[str, ...] = ()  # every warning the cell recorded (the HTML keeps them on the verdict's mark)
     above_peak: str = ""  # "above the float32 GEMM peak: 112.0% of it", else empty
     gathered: bool = False  # skipped for a reason several cells share: listed once below the matrix
+    tuning: str = ""  # how a tuning compiler scheduled the cell's kernels (``tuning_note``), else empty
 
     @property
     def status(self) -> str:
@@ -104,7 +105,23 @@ def _matrix_cell(view: CellView | None, fastest: set[int], peak: float | None, s
     warnings = (*shown_warnings(recorded, verdict), *([LOAD_UNKNOWN] if load_unknown(result, verdict) else []))
     share = above_peak(result, peak)
     return MatrixCell(view, id(view) in fastest, warnings, verdict, recorded,
-                      above_peak_text(share) if share is not None else "", id(result) in skips)  # fmt: skip
+                      above_peak_text(share) if share is not None else "", id(result) in skips,
+                      tuning_note(result))  # fmt: skip
+
+
+def tuning_note(result: Result) -> str:
+    """A tuned cell's mark: its trials and target, or that no database was there and what ran instead.
+
+    Read from the build facts a tuning backend records (TVM: ``tuned_kernels``, ``tuned_trials``, ``target``),
+    so a reader never takes a default-scheduled cell, or one tuned elsewhere, for a tuned one."""
+    build = result.build or {}
+    kernels = build.get("tuned_kernels")
+    if not kernels:
+        return ""
+    target = build.get("target", "target not recorded")
+    if kernels.startswith("0: no database"):
+        return f"not tuned: no database for this CPU and target {target}; default schedule"
+    return f"tuned: {build.get('tuned_trials', 'trials not recorded')}; {kernels}; target {target}"
 
 
 def fastest_cells(cells: tuple[CellView, ...]) -> set[int]:

@@ -3,7 +3,8 @@
 ``test_equivalence`` proves the numbers; these tests pin down what makes a timing mean what the
 report says: the spec's ONNX graph imported as it is, the precision the compiled model really
 computes in (OpenVINO's ``auto`` picks bf16 where the CPU has it, and must say so), the latency
-hint and the threads set and read back, the target TVM really compiled for, that it is untuned,
+hint and the threads set and read back, the target TVM really compiled for, how its kernels were
+scheduled (untuned, the default CPU rules, a tuning database of this machine or none),
 that every node of the OpenVINO EP's session runs on OpenVINO, and clear errors.
 
 Each of the three lives in an environment of its own (``tests.conftest.framework_python``: the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -26,6 +28,7 @@ from tests.conftest import REPO_ROOT, assert_short_facts, require_framework, run
 pytestmark = pytest.mark.framework
 
 CPUS = len(os.sched_getaffinity(0))
+CPUS_ONLINE = os.cpu_count()  # the scheduled modes' num-cores: the machine's, not the cpuset's
 MARK = "RESULT "
 PROBE_ENV = ("OMP_NUM_THREADS", "TVM_NUM_THREADS")  # set by the probes themselves, never inherited
 QUICK = ("--iterations", "3", "--warmup", "1", "--min-time", "0", "--max-time", "0")
@@ -277,7 +280,7 @@ def test_tvm_rejects_an_unknown_mode_and_a_gpu():
 backend = load_backend("tvm")
 spec = get_model("lenet5")
 errors = []
-for options in (BuildOptions("tuned"), BuildOptions("untuned", device="cuda")):
+for options in (BuildOptions("autotvm"), BuildOptions("untuned", device="cuda")):
     try:
         backend.build(spec, canonical_weights(spec), options)
     except ValueError as exc:
@@ -285,8 +288,63 @@ for options in (BuildOptions("tuned"), BuildOptions("untuned", device="cuda")):
 emit({"errors": errors})
 """,
     )
-    assert "valid modes: untuned" in out["errors"][0]
+    assert "valid modes: tuned, default, untuned" in out["errors"][0]
     assert "unknown device 'cuda'; valid devices: cpu" in out["errors"][1]
+
+
+def test_tvm_default_mode_applies_the_default_cpu_rules_and_parallelizes():
+    out = _probe("tvm", "default", """
+spec, backend, built = build("tvm", "lenet5", "default", threads=2)
+emit({"facts": backend.build_facts(), "error": error_on(spec, built, 1)})
+""")  # fmt: skip
+    facts = out["facts"]
+    assert_short_facts(facts)
+    assert facts["tuning"] == "none: default CPU rules (dlight GEMV, Reduction); conv2d unscheduled"
+    assert int(facts["parallel_launches"]) > 0, "the default rules parallelize the matrix-vector kernels"
+    assert json.loads(facts["target"])["num-cores"] == CPUS_ONLINE and "tuned_kernels" not in facts
+    assert facts["offload"] == "none: no dnnl, cblas or mkl function in this TVM's registry"
+    assert out["error"] <= 1e-4
+
+
+def test_tvm_tuned_without_a_database_for_this_cpu_says_so_and_runs_the_default_schedule(tmp_path):
+    out = _probe("tvm", "tuned", """
+spec, backend, built = build("tvm", "lenet5", "tuned", threads=2)
+emit({"facts": backend.build_facts(), "error": error_on(spec, built, 1)})
+""", env={"DLBENCH_TVM_TUNING": str(tmp_path)})  # fmt: skip
+    facts = out["facts"]
+    assert_short_facts(facts)
+    assert facts["tuned_kernels"] == "0: no database"
+    assert facts["tuning"].startswith("no database ") and facts["tuning"].endswith(": default CPU rules instead")
+    assert facts["in_effect"] == "TVM LLVM codegen, default schedule (no tuning database for this CPU)"
+    assert out["error"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_tvm_tune_then_tuned_build_applies_every_kernel_of_the_database(tmp_path):
+    """``runner tune tvm`` for real (MetaSchedule on this machine, 2 trials a kernel): the tuned build finds
+    the database by this CPU's fingerprint and target, takes every LeNet-5 kernel from it, and is verified."""
+    require_framework("tvm", "tuned")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "tune", "tvm", "--trials", "2", "--models", "lenet5", "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and not (folders[0] / "logs").exists(), folders
+    record = json.loads((folders[0] / "tuning.json").read_text())
+    assert record["models"]["lenet5"]["trials_per_task"] == 2 and record["models"]["lenet5"]["tasks"] == 9
+    out = _probe("tvm", "tuned", """
+spec, backend, built = build("tvm", "lenet5", "tuned", threads=2)
+emit({"facts": backend.build_facts(), "error": error_on(spec, built, 1)})
+""", env={"DLBENCH_TVM_TUNING": str(tmp_path)})  # fmt: skip
+    facts = out["facts"]
+    assert_short_facts(facts)
+    assert facts["tuned_kernels"] == "9 of 9 kernels from the database", facts
+    assert facts["tuning"] == f"MetaSchedule database {folders[0].name}"
+    assert facts["tuned_trials"].startswith("2 trials per kernel, 9 kernels")
+    assert facts["tuned_with"] == f"TVM {record['tvm']}, CPU fingerprint {record['fingerprint']}"
+    assert facts["target"] == record["target"] and int(facts["parallel_launches"]) > 0
+    assert out["error"] <= 1e-4
 
 
 # --- ONNX Runtime's OpenVINO execution provider ---------------------------------------------

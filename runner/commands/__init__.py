@@ -28,7 +28,9 @@ from .common import EXIT_ENGINE_LOST, EXIT_INTERRUPTED, EXIT_USAGE, log
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # one line, not a traceback
 PROG = "python -m runner"
 CONSOLE_PROG = "dlbench"  # pyproject's [project.scripts]: help and errors name what the user typed
-COMMANDS = ("list", "build", "base-image", "venv", "compose", "matrix", "report", "publish", "compare", "export")
+COMMANDS = (
+    "list", "build", "base-image", "venv", "compose", "matrix", "report", "publish", "compare", "export", "tune",
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
