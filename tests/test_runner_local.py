@@ -71,7 +71,8 @@ def test_matrix_end_to_end(openblas_python: Path, tmp_path: Path) -> None:
     assert result.environment is not None and result.environment.image_id == venv_id(OPENBLAS.image)
     info = read_run_info(run_dir)
     assert info.launcher == "local" and info.finished_at is not None
-    assert info.command.startswith("python -m runner matrix --variants cpu-numpy-openblas --models lenet5")
+    command = "python -m runner matrix --preset default --variants cpu-numpy-openblas --models lenet5"
+    assert info.command.startswith(command)
     assert info.settings["memory"].startswith("not limited") and info.images["cpu-numpy-openblas"].startswith("venv:")
 
 
@@ -114,7 +115,8 @@ def test_variants_the_local_backend_cannot_run_are_skipped(tmp_path: Path) -> No
     assert "numpy-mkl.Dockerfile" in (unsupported(CATALOG.variant("cpu-numpy-mkl")) or "")
     proc = runner("matrix", "--backend", "local", "--variants", "cpu-numpy-mkl", "cuda-onnxruntime",
                   "--models", "lenet5", "--no-peak", "--out", str(tmp_path))  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 4, proc.stderr  # a matrix that measured nothing says so (EXIT_NOTHING_RAN)
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: nothing was measured: every one of the 2 cells")
     results = load_results(only_run_dir(tmp_path)).results
     assert [(r.variant, r.status) for r in results] == [("cpu-numpy-mkl", "skipped"), ("cuda-onnxruntime", "skipped")]
 
