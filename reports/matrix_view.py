@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from frameworks.result import Result
 
-from .cells import Figures, row_label
+from .cells import Figures, distinct_labels
 from .gemm import above_peak, above_peak_text
 from .verdicts import LOAD_UNKNOWN, Verdict, is_valid, load_unknown, shown_warnings, verdict_of
 
@@ -63,20 +63,7 @@ def row_labels(results: Sequence[Result], show_launcher: bool) -> dict[int, str]
     Two cells of one label and model differ in their scenario identity (a latency cell at batch 1
     and one at batch 8): every cell of such a label then names its identity, so rows stay whole.
     """
-    base = {id(r): row_label(r, show_launcher) for r in results}
-    seen: set[tuple[str, str]] = set()
-    clashing: set[str] = set()
-    for r in results:
-        key = (base[id(r)], r.model)
-        if key in seen:
-            clashing.add(key[0])
-        seen.add(key)
-    return {id(r): f"{base[id(r)]} [{identity_text(r)}]" if base[id(r)] in clashing else base[id(r)] for r in results}
-
-
-def identity_text(result: Result) -> str:
-    """The scenario identity as the cell's key holds it: ``batch=8``, ``batches=1 4 16``."""
-    return ", ".join(f"{name}={value}" for name, value in result.key().identity) or "no identity"
+    return distinct_labels(results, show_launcher, lambda _result: "")
 
 
 def matrix_rows(
