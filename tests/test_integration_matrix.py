@@ -30,6 +30,11 @@ def _below_float32(result: Result) -> bool:
     return precision not in (None, "f32") and any(f"computes in {precision}" in w for w in result.warnings)
 
 
+def _every_mode(variants: list) -> list[str]:
+    """``--modes`` naming every mode of these variants: the opt-in ones (TVM's untuned and default) run too."""
+    return ["--modes", *sorted({m for v in variants for m in v.modes})]
+
+
 def _modes(variant: object, transform: str = "none") -> list[str]:
     """The variant's modes that run under the transform (a sparse mode: on pruned weights only)."""
     info = FRAMEWORKS[variant.framework]  # type: ignore[attr-defined]
@@ -42,7 +47,7 @@ def test_every_cpu_cell_runs_ok_and_verified(docker_client: object, tmp_path: Pa
     variants = [v for v in load_catalog().variants.values() if v.device == "cpu"]
     cmd = [sys.executable, "-m", "runner", "matrix", "--backend", "docker", "--variants", *[v.name for v in variants],
            "--models", *MODELS, "--iterations", "3", "--warmup", "1", "--min-time", "0", "--max-time", "0",
-           "--out", str(tmp_path)]  # fmt: skip
+           *_every_mode(variants), "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     run_dirs = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     assert len(run_dirs) == 1, proc.stderr[-3000:]
@@ -65,7 +70,7 @@ def test_every_cpu_variant_sweeps_batches_and_threads_in_containers(docker_clien
     cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
            "--models", "lenet5", "--scenarios", "throughput", "threads", "--batches", "1", "4",
            "--iterations", "3", "--warmup", "1", "--min-time", "0",
-           "--max-time", "0", "--no-peak", "--out", str(tmp_path)]  # fmt: skip
+           "--max-time", "0", "--no-peak", *_every_mode(variants), "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -110,7 +115,8 @@ def test_every_cpu_variant_runs_pruned_weights_and_sparse_modes_say_what_ran(
     variants = [v for v in load_catalog().variants.values() if v.device == "cpu" and not v.unavailable]
     cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
            "--models", "lenet5", "--transforms", "prune", "--sparsities", "0.9", "--iterations", "3", "--warmup", "1",
-           "--min-time", "0", "--max-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+           "--min-time", "0", "--max-time", "0", "--no-peak", "--no-report", *_every_mode(variants),
+           "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -152,7 +158,7 @@ def test_int8_cells_are_int8_or_say_why_not_in_every_variant_that_quantizes(
     cmd = [sys.executable, "-m", "runner", "matrix", "--launcher", "docker", "--variants", *[v.name for v in variants],
            "--models", "lenet5", "--transforms", "int8", "--calibration-sizes", "100", "--iterations", "3",
            "--warmup", "1", "--min-time", "0",
-           "--max-time", "0", "--no-peak", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+           "--max-time", "0", "--no-peak", "--no-report", *_every_mode(variants), "--out", str(tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000, check=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if (p / "results.jsonl").exists()]
     results = [Result.from_json(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
